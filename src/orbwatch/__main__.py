@@ -1,0 +1,5 @@
+"""``python -m orbwatch``."""
+
+from orbwatch.cli.main import app
+
+app()

@@ -1,0 +1,1 @@
+"""Alerts in the workspace: listing, reading one with its evidence, triage state."""

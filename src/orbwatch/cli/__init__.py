@@ -1,0 +1,1 @@
+"""The ``orbwatch`` command: a thin shell whose commands map one-to-one onto library calls."""

@@ -1,0 +1,194 @@
+"""The organisation's configuration: ``orbwatch.toml``, validated with pydantic.
+
+The config tells orbwatch what it cannot learn from traffic: which networks are ours, which
+devices sit at the edge and what they do, where the organisation normally operates, which
+sources are allowed, and which remote-access controls are mandatory. ``orbwatch init`` writes
+:data:`EXAMPLE_CONFIG`; a test checks that the example parses into :class:`Config`.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import tomllib
+from enum import Enum
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from orbwatch import netaddr
+from orbwatch.errors import ConfigError
+
+DEFAULT_CONFIG_FILE = "orbwatch.toml"
+
+
+class AssetRole(str, Enum):
+    """What an edge asset does; detectors use it to pick baselines and expectations."""
+
+    VPN_GATEWAY = "vpn-gateway"
+    ROUTER = "router"
+    FIREWALL = "firewall"
+    REMOTE_ACCESS = "remote-access"
+    SOHO_SUBNET = "soho-subnet"
+    IOT_SUBNET = "iot-subnet"
+
+
+def _check_cidr(value: str) -> str:
+    try:
+        return netaddr.network(value).text
+    except ValueError as exc:
+        raise ValueError(f"{value!r} is not an IP address or CIDR network ({exc})") from None
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class EdgeAsset(_Strict):
+    """A device or subnet at the organisation's edge."""
+
+    name: str = Field(min_length=1, max_length=200)
+    addresses: list[str] = Field(min_length=1, description="IPs or CIDRs of the asset.")
+    role: AssetRole
+
+    @field_validator("addresses")
+    @classmethod
+    def _cidrs(cls, values: list[str]) -> list[str]:
+        return [_check_cidr(v) for v in values]
+
+
+class AllowEntry(_Strict):
+    """A source or destination that is allowed, optionally only on one port and direction."""
+
+    cidr: str
+    port: int | None = Field(default=None, ge=0, le=65535)
+    direction: Literal["inbound", "outbound", "any"] = "any"
+    comment: str = Field(default="", max_length=500)
+    expires: dt.date | None = None
+
+    @field_validator("cidr")
+    @classmethod
+    def _cidr(cls, value: str) -> str:
+        return _check_cidr(value)
+
+    def active(self, today: dt.date) -> bool:
+        """False once the entry has expired: stale allow lists are how attackers hide."""
+        return self.expires is None or today <= self.expires
+
+
+class RemoteAccessPolicy(_Strict):
+    """Controls the organisation requires on remote access (audited by the control-gap checks)."""
+
+    mfa_required: bool = True
+    machine_certificate_required: bool = False
+
+
+class Config(_Strict):
+    """Validated contents of ``orbwatch.toml``. Every key has a default that works."""
+
+    organisation: str = Field(default="Example Org", max_length=200)
+    internal_networks: list[str] = Field(default_factory=lambda: list(netaddr.DEFAULT_INTERNAL))
+    home_countries: list[str] = Field(default_factory=list)
+    edge_assets: list[EdgeAsset] = Field(default_factory=list)
+    allow: list[AllowEntry] = Field(default_factory=list)
+    remote_access: RemoteAccessPolicy = Field(default_factory=RemoteAccessPolicy)
+    syslog_timezone: str = Field(default="UTC", description="Zone of year-less syslog stamps.")
+
+    @field_validator("internal_networks")
+    @classmethod
+    def _internal(cls, values: list[str]) -> list[str]:
+        return [_check_cidr(v) for v in values]
+
+    @field_validator("home_countries")
+    @classmethod
+    def _countries(cls, values: list[str]) -> list[str]:
+        for v in values:
+            if len(v) != 2 or not v.isalpha():
+                raise ValueError(f"{v!r} is not an ISO 3166 two-letter country code")
+        return [v.upper() for v in values]
+
+    def internal_ranges(self) -> list[netaddr.Network]:
+        """The organisation's own networks as parsed ranges."""
+        return [netaddr.network(c) for c in self.internal_networks]
+
+    def never_malicious(self) -> list[str]:
+        """Networks never reported as malicious infrastructure: ours plus special-purpose ones."""
+        return list(dict.fromkeys([*self.internal_networks, *netaddr.SPECIAL_PURPOSE]))
+
+
+def _location(loc: tuple[int | str, ...]) -> str:
+    out = ""
+    for part in loc:
+        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
+    return out or "(top level)"
+
+
+def load(path: Path | None) -> Config:
+    """Load and validate a config file; ``None`` or a missing default file gives the defaults.
+
+    Raises :class:`ConfigError` naming the file, the key and what is wrong.
+    """
+    if path is None:
+        default = Path(DEFAULT_CONFIG_FILE)
+        if not default.exists():
+            return Config()
+        path = default
+    try:
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: config file not found (create one with `orbwatch init`)")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{path}: cannot read config: {exc}") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path}: not valid TOML: {exc}") from None
+    try:
+        return Config.model_validate(data)
+    except ValidationError as exc:
+        problems = [f"{path}: {_location(e['loc'])}: {e['msg']}" for e in exc.errors()]
+        raise ConfigError("\n".join(problems)) from None
+
+
+EXAMPLE_CONFIG = """\
+# orbwatch configuration. Every key is optional; the values shown are examples.
+# Validate it with `orbwatch status` (a bad key is reported with the file and key name).
+
+# Shown in reports.
+organisation = "Example Org"
+
+# The organisation's own networks. Addresses in them are "internal": direction of traffic is
+# judged against them, and they are never reported as malicious infrastructure.
+# Default when omitted: RFC 1918, CGNAT, loopback, link-local and IPv6 ULA ranges.
+internal_networks = ["10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16", "fc00::/7"]
+
+# ISO 3166 codes of the countries the organisation operates in (for login-location profiling).
+home_countries = ["US"]
+
+# Time zone of classic syslog stamps that carry no zone (IANA name).
+syslog_timezone = "UTC"
+
+# Edge assets: what faces the Internet. Roles: vpn-gateway, router, firewall, remote-access,
+# soho-subnet, iot-subnet.
+[[edge_assets]]
+name = "hq-vpn"
+addresses = ["10.0.0.1"]
+role = "vpn-gateway"
+
+[[edge_assets]]
+name = "camera-vlan"
+addresses = ["10.20.0.0/24"]
+role = "iot-subnet"
+
+# Allow list: sources or destinations that are expected. A port and a direction (inbound,
+# outbound, any) narrow the entry; an expiry date retires it automatically.
+[[allow]]
+cidr = "198.51.100.0/24"
+port = 443
+direction = "inbound"
+comment = "Managed SOC provider health checks"
+expires = 2027-06-30
+
+# What the organisation requires of remote access; the control-gap audit reports violations.
+[remote_access]
+mfa_required = true
+machine_certificate_required = true
+"""

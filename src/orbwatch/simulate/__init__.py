@@ -1,0 +1,1 @@
+"""Simulated data: the demo organisation and, later, full campaign simulation."""

@@ -1,0 +1,44 @@
+"""Input formats. Each module holds one format's :class:`~orbwatch.sources.base.Source`.
+
+Third-party packages add formats through the ``orbwatch.sources`` entry-point group; each
+entry point names a ``Source`` subclass.
+"""
+
+from __future__ import annotations
+
+from importlib.metadata import entry_points
+
+from orbwatch.errors import InputError
+from orbwatch.sources.base import Source
+from orbwatch.sources.flow_table import FlowCsv, FlowParquet
+from orbwatch.sources.inputs import Input
+from orbwatch.sources.zeek_conn import ZeekConnJson, ZeekConnTsv
+
+BUILTIN: tuple[type[Source], ...] = (ZeekConnTsv, ZeekConnJson, FlowParquet, FlowCsv)
+
+
+def registry() -> dict[str, type[Source]]:
+    """Every known format by name: the built-in ones first, then plugins."""
+    found: dict[str, type[Source]] = {cls.name: cls for cls in BUILTIN}
+    for ep in entry_points(group="orbwatch.sources"):
+        cls = ep.load()
+        found.setdefault(cls.name, cls)
+    return found
+
+
+def detect_format(inp: Input) -> type[Source]:
+    """The first registered format whose ``sniff`` accepts the input's first bytes."""
+    head = inp.head()
+    if not head.strip():
+        raise InputError(f"{inp.display}: empty input, nothing to ingest")
+    for cls in registry().values():
+        if cls.sniff(head, inp.display):
+            return cls
+    known = ", ".join(registry())
+    raise InputError(
+        f"{inp.display}: unknown format (first bytes: {head[:60]!r}); "
+        f"pass --format with one of: {known}"
+    )
+
+
+__all__ = ["Source", "detect_format", "registry"]
