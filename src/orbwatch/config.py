@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import datetime as dt
 import tomllib
-from enum import Enum
+from enum import StrEnum
 from pathlib import Path
 from typing import Literal
 
@@ -22,7 +22,7 @@ from orbwatch.errors import ConfigError
 DEFAULT_CONFIG_FILE = "orbwatch.toml"
 
 
-class AssetRole(str, Enum):
+class AssetRole(StrEnum):
     """What an edge asset does; detectors use it to pick baselines and expectations."""
 
     VPN_GATEWAY = "vpn-gateway"
@@ -136,7 +136,9 @@ def load(path: Path | None) -> Config:
     try:
         data = tomllib.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
-        raise ConfigError(f"{path}: config file not found (create one with `orbwatch init`)")
+        raise ConfigError(
+            f"{path}: config file not found (create one with `orbwatch init`)"
+        ) from None
     except (OSError, UnicodeDecodeError) as exc:
         raise ConfigError(f"{path}: cannot read config: {exc}") from None
     except tomllib.TOMLDecodeError as exc:

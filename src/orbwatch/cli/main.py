@@ -9,14 +9,16 @@ from __future__ import annotations
 
 import logging
 from dataclasses import asdict
+from functools import partial
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
-from typer.core import TyperGroup
 from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+from typer.core import TyperGroup
 
-from orbwatch import __version__, config as config_mod
+from orbwatch import __version__
+from orbwatch import config as config_mod
 from orbwatch.alerts.store import SEVERITY_LEVEL, get_alert, list_alerts
 from orbwatch.detect.base import DetectContext
 from orbwatch.detect.registry import detectors
@@ -26,7 +28,7 @@ from orbwatch.enrich.intel import add_list
 from orbwatch.errors import InputError, OrbwatchError
 from orbwatch.report.terminal import console, safe, table, to_json
 from orbwatch.sources import registry
-from orbwatch.sources.ingest import IngestResult, Ingestor, expand_paths
+from orbwatch.sources.ingest import Ingestor, IngestResult, expand_paths
 from orbwatch.store.workspace import Workspace, default_path
 
 out = console()
@@ -36,7 +38,7 @@ err = console(stderr=True)
 class _ErrorsAsMessages(TyperGroup):
     """Turns :class:`OrbwatchError` from any command into a message and its exit code."""
 
-    def invoke(self, ctx: typer.Context) -> Any:
+    def invoke(self, ctx: Any) -> Any:
         try:
             return super().invoke(ctx)
         except OrbwatchError as exc:
@@ -53,7 +55,9 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 intel_app = typer.Typer(help="Threat-intelligence lists.", no_args_is_help=True)
-alerts_app = typer.Typer(help="List alerts, or show one with its evidence.", invoke_without_command=True)
+alerts_app = typer.Typer(
+    help="List alerts, or show one with its evidence.", invoke_without_command=True
+)
 app.add_typer(intel_app, name="intel")
 app.add_typer(alerts_app, name="alerts")
 
@@ -72,21 +76,31 @@ JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON instead of a t
 
 @app.callback()
 def main(
-    workspace: Annotated[Path | None, typer.Option(
-        "--workspace", "-w", help="Workspace file [env: ORBWATCH_WORKSPACE; default ./orbwatch.duckdb]"
-    )] = None,
-    config: Annotated[Path | None, typer.Option(
-        "--config", "-c", help="Config file [default ./orbwatch.toml if present]"
-    )] = None,
-    verbose: Annotated[int, typer.Option("--verbose", "-v", count=True, help="More logging (-vv: debug).")] = 0,
+    workspace: Annotated[
+        Path | None,
+        typer.Option(
+            "--workspace",
+            "-w",
+            help="Workspace file [env: ORBWATCH_WORKSPACE; default ./orbwatch.duckdb]",
+        ),
+    ] = None,
+    config: Annotated[
+        Path | None,
+        typer.Option("--config", "-c", help="Config file [default ./orbwatch.toml if present]"),
+    ] = None,
+    verbose: Annotated[
+        int, typer.Option("--verbose", "-v", count=True, help="More logging (-vv: debug).")
+    ] = 0,
     version: Annotated[bool, typer.Option("--version", help="Print the version and exit.")] = False,
 ) -> None:
     """Global options."""
     if version:
         out.print(f"orbwatch {__version__}")
         raise typer.Exit()
-    logging.basicConfig(level=[logging.WARNING, logging.INFO, logging.DEBUG][min(verbose, 2)],
-                        format="%(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(
+        level=[logging.WARNING, logging.INFO, logging.DEBUG][min(verbose, 2)],
+        format="%(levelname)s %(name)s: %(message)s",
+    )
     STATE.workspace = workspace
     STATE.config = config
 
@@ -101,7 +115,9 @@ def _config() -> config_mod.Config:
 
 @app.command()
 def init(
-    path: Annotated[Path, typer.Argument(help="Where to write the example config.")] = Path(config_mod.DEFAULT_CONFIG_FILE),
+    path: Annotated[Path, typer.Argument(help="Where to write the example config.")] = Path(
+        config_mod.DEFAULT_CONFIG_FILE
+    ),
     force: Annotated[bool, typer.Option(help="Overwrite an existing file.")] = False,
 ) -> None:
     """Write a commented example orbwatch.toml and create the workspace."""
@@ -126,9 +142,15 @@ def _parse_map(items: list[str]) -> dict[str, str]:
 @app.command()
 def ingest(
     paths: Annotated[list[str], typer.Argument(help="Files, folders, .gz files, or - for stdin.")],
-    fmt: Annotated[str | None, typer.Option("--format", "-f", help="Force a format (see `orbwatch formats`).")] = None,
-    mapping: Annotated[list[str] | None, typer.Option(
-        "--map", help="flows_column=input_column for CSV/Parquet flow tables (repeatable).")] = None,
+    fmt: Annotated[
+        str | None, typer.Option("--format", "-f", help="Force a format (see `orbwatch formats`).")
+    ] = None,
+    mapping: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--map", help="flows_column=input_column for CSV/Parquet flow tables (repeatable)."
+        ),
+    ] = None,
     force: Annotated[bool, typer.Option(help="Reload inputs that were loaded before.")] = False,
     as_json: JsonOpt = False,
 ) -> None:
@@ -142,8 +164,13 @@ def ingest(
         for name in files:
             task = progress.add_task(safe(Path(name).name, 60), total=None)
             try:
-                result = ingestor.ingest(name, fmt, force=force, mapping=_parse_map(mapping or []),
-                                         on_rows=lambda n, t=task: progress.advance(t, n))
+                result = ingestor.ingest(
+                    name,
+                    fmt,
+                    force=force,
+                    mapping=_parse_map(mapping or []),
+                    on_rows=partial(progress.advance, task),
+                )
             except InputError as exc:
                 result = IngestResult(file=name, status="failed", message=str(exc))
                 err.print(f"error: {safe(exc, 500)}")
@@ -158,18 +185,41 @@ def ingest(
 
 
 def _progress() -> Progress:
-    return Progress(SpinnerColumn(), TextColumn("{task.description}"), BarColumn(),
-                    TextColumn("{task.completed:,.0f} records"), TimeElapsedColumn(),
-                    console=err, transient=True)
+    return Progress(
+        SpinnerColumn(),
+        TextColumn("{task.description}"),
+        BarColumn(),
+        TextColumn("{task.completed:,.0f} records"),
+        TimeElapsedColumn(),
+        console=err,
+        transient=True,
+    )
 
 
 def _print_ingest(results: list[IngestResult], as_json: bool) -> None:
     if as_json:
         out.print(to_json([asdict(r) for r in results]))
         return
-    rows = [(r.file, r.format, r.status, r.rows, r.quarantined, r.first_ts, r.last_ts,
-             f"{r.seconds:.2f}") for r in results]
-    out.print(table("ingest", ["file", "format", "status", "rows", "quarantined", "first", "last", "s"], rows))
+    rows = [
+        (
+            r.file,
+            r.format,
+            r.status,
+            r.rows,
+            r.quarantined,
+            r.first_ts,
+            r.last_ts,
+            f"{r.seconds:.2f}",
+        )
+        for r in results
+    ]
+    out.print(
+        table(
+            "ingest",
+            ["file", "format", "status", "rows", "quarantined", "first", "last", "s"],
+            rows,
+        )
+    )
     for r in results:
         for reason, count in sorted(r.reasons.items()):
             out.print(f"  {safe(r.file)}: {count} quarantined: {safe(reason)}")
@@ -185,7 +235,9 @@ def formats(as_json: JsonOpt = False) -> None:
     """List the input formats orbwatch can read."""
     known = [(n, c.table, c.description) for n, c in registry().items()]
     if as_json:
-        out.print(to_json([dict(zip(("format", "table", "description"), k, strict=True)) for k in known]))
+        out.print(
+            to_json([dict(zip(("format", "table", "description"), k, strict=True)) for k in known])
+        )
     else:
         out.print(table("formats", ["format", "table", "description"], known))
 
@@ -201,8 +253,13 @@ def status(as_json: JsonOpt = False) -> None:
         out.print(to_json({"workspace": str(ws.path), "schema_version": version, "tables": rows}))
         return
     out.print(f"workspace {ws.path} (schema version {version})")
-    out.print(table("tables", ["table", "rows", "first", "last", "sources"],
-                    [(r["table"], r["rows"], r["first"], r["last"], r["sources"]) for r in rows]))
+    out.print(
+        table(
+            "tables",
+            ["table", "rows", "first", "last", "sources"],
+            [(r["table"], r["rows"], r["first"], r["last"], r["sources"]) for r in rows],
+        )
+    )
 
 
 @app.command()
@@ -212,20 +269,40 @@ def quarantine(
 ) -> None:
     """Records that could not be parsed, with file, offset and reason."""
     with _open(read_only=True) as ws:
-        rows = ws.query("SELECT source_file, source_offset, source_format, reason, raw FROM quarantine "
-                        "ORDER BY source_file, source_offset LIMIT ?", [limit]).to_pylist()
+        rows = ws.query(
+            "SELECT source_file, source_offset, source_format, reason, raw FROM quarantine "
+            "ORDER BY source_file, source_offset LIMIT ?",
+            [limit],
+        ).to_pylist()
     if as_json:
         out.print(to_json(rows))
     else:
-        out.print(table("quarantine", ["file", "offset", "format", "reason", "raw"],
-                        [(r["source_file"], r["source_offset"], r["source_format"], r["reason"],
-                          safe(r["raw"], 80)) for r in rows]))
+        out.print(
+            table(
+                "quarantine",
+                ["file", "offset", "format", "reason", "raw"],
+                [
+                    (
+                        r["source_file"],
+                        r["source_offset"],
+                        r["source_format"],
+                        r["reason"],
+                        safe(r["raw"], 80),
+                    )
+                    for r in rows
+                ],
+            )
+        )
 
 
 @intel_app.command("add")
 def intel_add(
-    path: Annotated[str, typer.Argument(help="List file (FireHOL ipset/netset, IPsum, one IP/CIDR per line).")],
-    name: Annotated[str, typer.Option("--name", "-n", help="Name of the list (loading it again refreshes it).")],
+    path: Annotated[
+        str, typer.Argument(help="List file (FireHOL ipset/netset, IPsum, one IP/CIDR per line).")
+    ],
+    name: Annotated[
+        str, typer.Option("--name", "-n", help="Name of the list (loading it again refreshes it).")
+    ],
     force: Annotated[bool, typer.Option(help="Reload even if this exact file was loaded.")] = False,
     as_json: JsonOpt = False,
 ) -> None:
@@ -235,9 +312,11 @@ def intel_add(
     if as_json:
         out.print(to_json(asdict(result)))
     else:
-        out.print(f"{safe(result.name)}: {result.status}, {result.indicators} indicators "
-                  f"({result.added} new, {result.removed} removed), {result.quarantined} quarantined"
-                  + (f"; {safe(result.message)}" if result.message else ""))
+        out.print(
+            f"{safe(result.name)}: {result.status}, {result.indicators} indicators "
+            f"({result.added} new, {result.removed} removed), {result.quarantined} quarantined"
+            + (f"; {safe(result.message)}" if result.message else "")
+        )
         for reason, count in result.reasons.items():
             out.print(f"  {count} line(s): {safe(reason)}")
     if result.quarantined:
@@ -248,31 +327,55 @@ def intel_add(
 def intel_list(as_json: JsonOpt = False) -> None:
     """Loaded lists with their indicator counts and load times."""
     with _open(read_only=True) as ws:
-        rows = ws.query("SELECT list_name, count(*) AS indicators, min(first_seen) AS first_loaded, "
-                        "max(last_seen) AS last_loaded, min(source_file) AS file FROM intel "
-                        "GROUP BY list_name ORDER BY list_name").to_pylist()
+        rows = ws.query(
+            "SELECT list_name, count(*) AS indicators, min(first_seen) AS first_loaded, "
+            "max(last_seen) AS last_loaded, min(source_file) AS file FROM intel "
+            "GROUP BY list_name ORDER BY list_name"
+        ).to_pylist()
     if as_json:
         out.print(to_json(rows))
     else:
-        out.print(table("intel lists", ["list", "indicators", "first loaded", "last loaded", "file"],
-                        [tuple(r.values()) for r in rows]))
+        out.print(
+            table(
+                "intel lists",
+                ["list", "indicators", "first loaded", "last loaded", "file"],
+                [tuple(r.values()) for r in rows],
+            )
+        )
 
 
 @app.command("detectors")
 def list_detectors(as_json: JsonOpt = False) -> None:
     """The detectors and what they find."""
-    rows = [(d.id, ",".join(d.techniques), ",".join(d.requires), d.summary) for d in detectors().values()]
+    rows = [
+        (d.id, ",".join(d.techniques), ",".join(d.requires), d.summary)
+        for d in detectors().values()
+    ]
     if as_json:
-        out.print(to_json([dict(zip(("id", "techniques", "requires", "summary"), r, strict=True)) for r in rows]))
+        out.print(
+            to_json(
+                [
+                    dict(zip(("id", "techniques", "requires", "summary"), r, strict=True))
+                    for r in rows
+                ]
+            )
+        )
     else:
         out.print(table("detectors", ["id", "ATT&CK", "reads", "finds"], rows))
 
 
 @app.command()
 def detect(
-    engine: Annotated[str, typer.Option(help="duckdb (the workspace) or spark (Parquet exports).")] = "duckdb",
-    input_dir: Annotated[Path | None, typer.Option("--input", help="With --engine spark: folder written by export-tables.")] = None,
-    detector: Annotated[list[str] | None, typer.Option("--detector", "-d", help="Run only these (repeatable).")] = None,
+    engine: Annotated[
+        str, typer.Option(help="duckdb (the workspace) or spark (Parquet exports).")
+    ] = "duckdb",
+    input_dir: Annotated[
+        Path | None,
+        typer.Option("--input", help="With --engine spark: folder written by export-tables."),
+    ] = None,
+    detector: Annotated[
+        list[str] | None, typer.Option("--detector", "-d", help="Run only these (repeatable).")
+    ] = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Run the detectors and store their alerts in the workspace."""
@@ -286,8 +389,16 @@ def detect(
     if as_json:
         out.print(to_json([asdict(r) for r in results]))
         return
-    out.print(table(f"detect ({engine})", ["detector", "alerts", "new", "by severity", "s"],
-                    [(r.detector, r.alerts, r.new, _sev(r.by_severity), f"{r.seconds:.2f}") for r in results]))
+    out.print(
+        table(
+            f"detect ({engine})",
+            ["detector", "alerts", "new", "by severity", "s"],
+            [
+                (r.detector, r.alerts, r.new, _sev(r.by_severity), f"{r.seconds:.2f}")
+                for r in results
+            ],
+        )
+    )
 
 
 def _sev(counts: dict[str, int]) -> str:
@@ -303,7 +414,9 @@ def _engine(name: str, ws: Workspace, input_dir: Path | None) -> Engine:
         return DuckDBEngine(ws)
     if name == "spark":
         if input_dir is None:
-            raise InputError("--engine spark needs --input DIR (write it with `orbwatch export-tables DIR`)")
+            raise InputError(
+                "--engine spark needs --input DIR (write it with `orbwatch export-tables DIR`)"
+            )
         from orbwatch.engines.spark_engine import SparkEngine
 
         return SparkEngine(input_dir)
@@ -311,7 +424,9 @@ def _engine(name: str, ws: Workspace, input_dir: Path | None) -> Engine:
 
 
 @app.command("export-tables")
-def export_tables(directory: Annotated[Path, typer.Argument(help="Folder for <table>.parquet files.")]) -> None:
+def export_tables(
+    directory: Annotated[Path, typer.Argument(help="Folder for <table>.parquet files.")],
+) -> None:
     """Write every workspace table as Parquet (input of `detect --engine spark`)."""
     with _open(read_only=True) as ws:
         written = ws.export_parquet(directory)
@@ -321,7 +436,9 @@ def export_tables(directory: Annotated[Path, typer.Argument(help="Folder for <ta
 @alerts_app.callback()
 def alerts(
     ctx: typer.Context,
-    severity: Annotated[str, typer.Option(help="Minimum severity: info, low, medium, high, critical.")] = "info",
+    severity: Annotated[
+        str, typer.Option(help="Minimum severity: info, low, medium, high, critical.")
+    ] = "info",
     detector: Annotated[str | None, typer.Option(help="Only this detector's alerts.")] = None,
     limit: Annotated[int, typer.Option(help="At most this many.")] = 100,
     as_json: JsonOpt = False,
@@ -334,38 +451,66 @@ def alerts(
     if as_json:
         out.print(to_json(rows))
         return
-    out.print(table("alerts", ["id", "severity", "score", "detector", "title", "first seen", "last seen", "events"],
-                    [(r["alert_id"], r["severity"], r["score"], r["detector"], r["title"],
-                      r["first_seen"], r["last_seen"], r["event_count"]) for r in rows]))
+    out.print(
+        table(
+            "alerts",
+            ["id", "severity", "score", "detector", "title", "first seen", "last seen", "events"],
+            [
+                (
+                    r["alert_id"],
+                    r["severity"],
+                    r["score"],
+                    r["detector"],
+                    r["title"],
+                    r["first_seen"],
+                    r["last_seen"],
+                    r["event_count"],
+                )
+                for r in rows
+            ],
+        )
+    )
     if not rows:
         out.print("no alerts (run `orbwatch detect` after ingesting data and loading intel)")
 
 
 @alerts_app.command("show")
-def alerts_show(alert_id: Annotated[str, typer.Argument(help="Alert id or a unique prefix.")],
-                as_json: JsonOpt = False) -> None:
+def alerts_show(
+    alert_id: Annotated[str, typer.Argument(help="Alert id or a unique prefix.")],
+    as_json: JsonOpt = False,
+) -> None:
     """One alert: explanation, evidence and the records behind it (with file and offset)."""
     with _open(read_only=True) as ws:
         alert = get_alert(ws, alert_id)
     if as_json:
         out.print(to_json(alert))
         return
-    out.print(f"{safe(alert['alert_id'])}  [{safe(alert['severity'])}]  {safe(alert['title'], 300)}")
-    out.print(f"detector {safe(alert['detector'])}; ATT&CK {safe(alert['techniques'])}; status {safe(alert['status'])}")
+    out.print(
+        f"{safe(alert['alert_id'])}  [{safe(alert['severity'])}]  {safe(alert['title'], 300)}"
+    )
+    out.print(
+        f"detector {safe(alert['detector'])}; ATT&CK {safe(alert['techniques'])}; "
+        f"status {safe(alert['status'])}"
+    )
     out.print(safe(alert["explanation"], 2000))
-    out.print(table("evidence", ["fact", "value"], [(k, v) for k, v in sorted(alert["evidence"].items())]))
+    out.print(
+        table("evidence", ["fact", "value"], [(k, v) for k, v in sorted(alert["evidence"].items())])
+    )
     rows = alert["evidence_rows"]
     if rows:
-        out.print(table(f"records (first {len(rows)})", list(rows[0]), [tuple(r.values()) for r in rows]))
+        out.print(
+            table(f"records (first {len(rows)})", list(rows[0]), [tuple(r.values()) for r in rows])
+        )
 
 
 @app.command()
 def demo(
-    out_dir: Annotated[Path, typer.Option("--out", help="Folder for the demo's data, workspace and results.")] = Path("demo-output"),
+    out_dir: Annotated[
+        Path, typer.Option("--out", help="Folder for the demo's data, workspace and results.")
+    ] = Path("demo-output"),
     seed: Annotated[int, typer.Option(help="Random seed of the simulated organisation.")] = 7,
 ) -> None:
     """Simulate a small organisation hit by a covert network, and run the whole pipeline on it."""
     from orbwatch.simulate.demo import run_demo
 
     run_demo(out_dir, seed=seed, console=out)
-

@@ -65,21 +65,25 @@ def _sides(flows: ir.Table) -> ir.Table:
     """Each flow twice: once with its responder as the candidate listed peer, once its initiator."""
     views = []
     for side, peer, local in (("dst", "dst", "src"), ("src", "src", "dst")):
-        views.append(flows.select(
-            listed_side=ibis.literal(side),
-            peer_ip=flows[f"{peer}_ip"],
-            peer_key=flows[f"{peer}_key"],
-            local_ip=flows[f"{local}_ip"],
-            direction=flows.direction,
-            service_port=flows.dst_port,
-            protocol=flows.protocol,
-            ts=flows.ts_start,
-            ts_end=flows.ts_end,
-            bytes=flows.src_bytes.fill_null(0) + flows.dst_bytes.fill_null(0),
-            answered=((flows.dst_bytes.fill_null(0) > 0) | (flows.dst_packets.fill_null(0) > 0)),
-            denied=(flows.action == "deny"),
-            source_file=flows.source_file,
-        ))
+        views.append(
+            flows.select(
+                listed_side=ibis.literal(side),
+                peer_ip=flows[f"{peer}_ip"],
+                peer_key=flows[f"{peer}_key"],
+                local_ip=flows[f"{local}_ip"],
+                direction=flows.direction,
+                service_port=flows.dst_port,
+                protocol=flows.protocol,
+                ts=flows.ts_start,
+                ts_end=flows.ts_end,
+                bytes=flows.src_bytes.fill_null(0) + flows.dst_bytes.fill_null(0),
+                answered=(
+                    (flows.dst_bytes.fill_null(0) > 0) | (flows.dst_packets.fill_null(0) > 0)
+                ),
+                denied=(flows.action == "deny"),
+                source_file=flows.source_file,
+            )
+        )
     return views[0].union(views[1])
 
 
@@ -100,22 +104,32 @@ class KnownBadInfrastructure(Detector):
         intel, buckets = engine.table("intel"), engine.table("intel_buckets")
         sides = _sides(engine.table("flows"))
         sides = sides.filter(sides.peer_key.notnull()).mutate(bucket=_bucket(sides.peer_key))
-        entries = intel.select("intel_id", "list_name", "indicator", "start_key", "end_key", "score")
+        entries = intel.select(
+            "intel_id", "list_name", "indicator", "start_key", "end_key", "score"
+        )
         indexed = buckets.join(entries, "intel_id")
-        narrow = sides.join(indexed, [
-            sides.bucket == indexed.bucket,
-            sides.peer_key >= indexed.start_key,
-            sides.peer_key <= indexed.end_key,
-        ])
+        narrow = sides.join(
+            indexed,
+            [
+                sides.bucket == indexed.bucket,
+                sides.peer_key >= indexed.start_key,
+                sides.peer_key <= indexed.end_key,
+            ],
+        )
         wide_entries = indexed.filter(indexed.bucket == netaddr.WIDE_BUCKET)
-        wide = sides.join(wide_entries, [
-            sides.peer_key >= wide_entries.start_key,
-            sides.peer_key <= wide_entries.end_key,
-        ])
+        wide = sides.join(
+            wide_entries,
+            [
+                sides.peer_key >= wide_entries.start_key,
+                sides.peer_key <= wide_entries.end_key,
+            ],
+        )
         columns = [*sides.columns, "list_name", "indicator", "score"]
         hits = narrow.select(*columns).union(wide.select(*columns))
         never = memtable(netaddr.ranges_table(ctx.config.never_malicious()))
-        hits = hits.anti_join(never, [hits.peer_key >= never.start_key, hits.peer_key <= never.end_key])
+        hits = hits.anti_join(
+            never, [hits.peer_key >= never.start_key, hits.peer_key <= never.end_key]
+        )
         return self._aggregate(hits)
 
     def _aggregate(self, hits: ir.Table) -> ir.Table:
@@ -166,29 +180,50 @@ class KnownBadInfrastructure(Detector):
         flows, answered, denied = row["event_count"], row["answered_flows"], row["denied_flows"]
         severity = _severity(outward, internal, answered, denied, flows)
         peer, local = row["peer_ip"], row["local_ip"]
-        ports = (str(row["min_port"]) if row["ports"] == 1
-                 else f"{row['ports']} ports ({row['min_port']}-{row['max_port']})")
+        ports = (
+            str(row["min_port"])
+            if row["ports"] == 1
+            else f"{row['ports']} ports ({row['min_port']}-{row['max_port']})"
+        )
         if outward:
             title = f"{local} connected to listed address {peer}"
             story = f"{local} initiated {flows} flow(s) to {peer} on {row['protocol']}/{ports}"
         else:
             title = f"Listed address {peer} connected to {local}"
             story = f"{peer} initiated {flows} flow(s) to {local} on {row['protocol']}/{ports}"
-        story += (f" between {row['first_seen']:%Y-%m-%d %H:%M:%S} and "
-                  f"{row['last_seen']:%Y-%m-%d %H:%M:%S} UTC; {answered} answered, {denied} denied, "
-                  f"{row['bytes']} bytes in total. {peer} is listed by {', '.join(lists)}.")
-        score = min(100.0, 10 * math.log10(1 + row["bytes"]) + 5 * len(lists) + 2 * math.log2(1 + flows))
+        story += (
+            f" between {row['first_seen']:%Y-%m-%d %H:%M:%S} and "
+            f"{row['last_seen']:%Y-%m-%d %H:%M:%S} UTC; {answered} answered, {denied} denied, "
+            f"{row['bytes']} bytes in total. {peer} is listed by {', '.join(lists)}."
+        )
+        score = min(
+            100.0, 10 * math.log10(1 + row["bytes"]) + 5 * len(lists) + 2 * math.log2(1 + flows)
+        )
         evidence = {
-            "listed_side": row["listed_side"], "direction": row["direction"],
-            "lists": lists, "flows": flows, "answered_flows": answered, "denied_flows": denied,
-            "bytes": row["bytes"], "protocol": row["protocol"],
-            "service_ports": [row["min_port"], row["max_port"]], "intel_score": row["intel_score"],
+            "listed_side": row["listed_side"],
+            "direction": row["direction"],
+            "lists": lists,
+            "flows": flows,
+            "answered_flows": answered,
+            "denied_flows": denied,
+            "bytes": row["bytes"],
+            "protocol": row["protocol"],
+            "service_ports": [row["min_port"], row["max_port"]],
+            "intel_score": row["intel_score"],
             "example_source_file": row["source_file"],
         }
         src, dst = (local, peer) if outward else (peer, local)
-        return Finding(entity=peer, severity=severity, score=round(score, 1), title=title,
-                       explanation=story, evidence=evidence, src_ip=src, dst_ip=dst,
-                       bytes=row["bytes"])
+        return Finding(
+            entity=peer,
+            severity=severity,
+            score=round(score, 1),
+            title=title,
+            explanation=story,
+            evidence=evidence,
+            src_ip=src,
+            dst_ip=dst,
+            bytes=row["bytes"],
+        )
 
     def key(self, row: dict[str, Any]) -> str:
         return f"{row['listed_side']}|{row['peer_ip']}|{row['local_ip']}"

@@ -36,27 +36,29 @@ def alerts_of(detector: Detector, ctx: DetectContext) -> pa.Table:
     records: list[dict[str, Any]] = []
     for row in rows:
         finding = detector.explain(row, ctx)
-        records.append({
-            "alert_id": detector.alert_id(detector.key(row)),
-            "detector": detector.id,
-            "title": finding.title,
-            "severity": finding.severity,
-            "score": finding.score,
-            "techniques": ",".join(detector.techniques),
-            "entity": finding.entity,
-            "src_ip": finding.src_ip,
-            "dst_ip": finding.dst_ip,
-            "user": finding.user,
-            "first_seen": row["first_seen"],
-            "last_seen": row["last_seen"],
-            "event_count": row["event_count"],
-            "bytes": finding.bytes,
-            "explanation": finding.explanation,
-            "evidence": json.dumps(finding.evidence, sort_keys=True, default=str),
-            "status": "new",
-            "created_at": ctx.now,
-            "updated_at": ctx.now,
-        })
+        records.append(
+            {
+                "alert_id": detector.alert_id(detector.key(row)),
+                "detector": detector.id,
+                "title": finding.title,
+                "severity": finding.severity,
+                "score": finding.score,
+                "techniques": ",".join(detector.techniques),
+                "entity": finding.entity,
+                "src_ip": finding.src_ip,
+                "dst_ip": finding.dst_ip,
+                "user": finding.user,
+                "first_seen": row["first_seen"],
+                "last_seen": row["last_seen"],
+                "event_count": row["event_count"],
+                "bytes": finding.bytes,
+                "explanation": finding.explanation,
+                "evidence": json.dumps(finding.evidence, sort_keys=True, default=str),
+                "status": "new",
+                "created_at": ctx.now,
+                "updated_at": ctx.now,
+            }
+        )
     records.sort(key=lambda r: (-SEVERITY_RANK[r["severity"]], -r["score"], r["alert_id"]))
     return pa.Table.from_pylist(records, schema=ALERTS.schema)
 
@@ -71,13 +73,16 @@ def upsert_alerts(ws: Workspace, alerts: pa.Table) -> int:
     ws.con.register("_new_alerts", alerts)
     try:
         with ws.transaction():
-            new = ws.scalar("SELECT count(*) FROM _new_alerts n WHERE n.alert_id NOT IN "
-                            "(SELECT alert_id FROM alerts)")
+            new = ws.scalar(
+                "SELECT count(*) FROM _new_alerts n WHERE n.alert_id NOT IN "
+                "(SELECT alert_id FROM alerts)"
+            )
             ws.con.execute(
                 "CREATE OR REPLACE TEMP TABLE _merged AS SELECT n.* REPLACE ("
                 " coalesce(o.status, n.status) AS status,"
                 " coalesce(o.created_at, n.created_at) AS created_at)"
-                " FROM _new_alerts n LEFT JOIN alerts o USING (alert_id)")
+                " FROM _new_alerts n LEFT JOIN alerts o USING (alert_id)"
+            )
             ws.con.execute("DELETE FROM alerts WHERE alert_id IN (SELECT alert_id FROM _merged)")
             ws.con.execute("INSERT INTO alerts SELECT * FROM _merged")
             ws.con.execute("DROP TABLE _merged")

@@ -78,15 +78,18 @@ def _parse_line(text: str) -> tuple[netaddr.Network, float | None, str] | str | 
     return net, score, comment
 
 
-def parse_list(inp: Input) -> tuple[list[tuple[netaddr.Network, float | None, str, int]], list[tuple[int, str, str, int]]]:
+def parse_list(
+    inp: Input,
+) -> tuple[list[tuple[netaddr.Network, float | None, str, int]], list[tuple[int, str, str, int]]]:
     """(indicators with score, comment and line number; rejects as (line, reason, raw, length))."""
     good: list[tuple[netaddr.Network, float | None, str, int]] = []
     bad: list[tuple[int, str, str, int]] = []
     for batch in read_all_lines(inp):
         for line_no, head, size in batch.too_long:
             bad.append((line_no, "line too long", head, size))
-        for line_no, text in zip(batch.table["source_offset"].to_pylist(),
-                                 batch.table["line"].to_pylist(), strict=True):
+        for line_no, text in zip(
+            batch.table["source_offset"].to_pylist(), batch.table["line"].to_pylist(), strict=True
+        ):
             parsed = _parse_line(text)
             if isinstance(parsed, str):
                 bad.append((line_no, parsed, text[:RAW_KEEP_CHARS], len(text)))
@@ -106,7 +109,9 @@ def add_list(ws: Workspace, path: str, name: str, *, force: bool = False) -> Int
         seen = ws.scalar(
             "SELECT count(*) FROM ingest_runs r WHERE r.sha256 = ? AND r.format = ? "
             "AND EXISTS (SELECT 1 FROM intel i WHERE i.ingest_run_id = r.ingest_run_id "
-            "AND i.list_name = ?)", [inp.sha256, LIST_FORMAT, name])
+            "AND i.list_name = ?)",
+            [inp.sha256, LIST_FORMAT, name],
+        )
         if seen and not force:
             result.status = "skipped"
             result.message = "this file is already loaded under this name; use --force to reload"
@@ -121,9 +126,14 @@ def add_list(ws: Workspace, path: str, name: str, *, force: bool = False) -> Int
     return result
 
 
-def _store(ws: Workspace, inp: Input, name: str,
-           good: list[tuple[netaddr.Network, float | None, str, int]],
-           bad: list[tuple[int, str, str, int]], result: IntelLoad) -> None:
+def _store(
+    ws: Workspace,
+    inp: Input,
+    name: str,
+    good: list[tuple[netaddr.Network, float | None, str, int]],
+    bad: list[tuple[int, str, str, int]],
+    result: IntelLoad,
+) -> None:
     now = dt.datetime.now(dt.UTC)
     run_id = uuid.uuid4().hex[:16]
     unique: dict[str, tuple[netaddr.Network, float | None, str, int]] = {}
@@ -132,28 +142,40 @@ def _store(ws: Workspace, inp: Input, name: str,
     ids = [intel_id(name, text) for text in unique]
     with ws.transaction():
         old = ws.query("SELECT intel_id, first_seen FROM intel WHERE list_name = ?", [name])
-        first_seen = dict(zip(old["intel_id"].to_pylist(), old["first_seen"].to_pylist(), strict=True))
-        ws.con.execute("DELETE FROM intel_buckets WHERE intel_id IN "
-                       "(SELECT intel_id FROM intel WHERE list_name = ?)", [name])
+        first_seen = dict(
+            zip(old["intel_id"].to_pylist(), old["first_seen"].to_pylist(), strict=True)
+        )
+        ws.con.execute(
+            "DELETE FROM intel_buckets WHERE intel_id IN "
+            "(SELECT intel_id FROM intel WHERE list_name = ?)",
+            [name],
+        )
         ws.con.execute("DELETE FROM intel WHERE list_name = ?", [name])
         nets = [item[0] for item in unique.values()]
-        ws.append("intel", pa.table({
-            "intel_id": ids,
-            "list_name": [name] * len(ids),
-            "indicator": [n.text for n in nets],
-            "family": pa.array([n.family for n in nets], pa.int8()),
-            "prefix_len": pa.array([n.prefix_len for n in nets], pa.int16()),
-            "start_key": [n.start_key for n in nets],
-            "end_key": [n.end_key for n in nets],
-            "score": pa.array([item[1] for item in unique.values()], pa.float64()),
-            "comment": [item[2] or None for item in unique.values()],
-            "first_seen": pa.array([first_seen.get(i, now) for i in ids], pa.timestamp("us", tz="UTC")),
-            "last_seen": pa.array([now] * len(ids), pa.timestamp("us", tz="UTC")),
-            "source_format": [LIST_FORMAT] * len(ids),
-            "source_file": [inp.display] * len(ids),
-            "source_offset": pa.array([item[3] for item in unique.values()], pa.int64()),
-            "ingest_run_id": [run_id] * len(ids),
-        }))
+        ws.append(
+            "intel",
+            pa.table(
+                {
+                    "intel_id": ids,
+                    "list_name": [name] * len(ids),
+                    "indicator": [n.text for n in nets],
+                    "family": pa.array([n.family for n in nets], pa.int8()),
+                    "prefix_len": pa.array([n.prefix_len for n in nets], pa.int16()),
+                    "start_key": [n.start_key for n in nets],
+                    "end_key": [n.end_key for n in nets],
+                    "score": pa.array([item[1] for item in unique.values()], pa.float64()),
+                    "comment": [item[2] or None for item in unique.values()],
+                    "first_seen": pa.array(
+                        [first_seen.get(i, now) for i in ids], pa.timestamp("us", tz="UTC")
+                    ),
+                    "last_seen": pa.array([now] * len(ids), pa.timestamp("us", tz="UTC")),
+                    "source_format": [LIST_FORMAT] * len(ids),
+                    "source_file": [inp.display] * len(ids),
+                    "source_offset": pa.array([item[3] for item in unique.values()], pa.int64()),
+                    "ingest_run_id": [run_id] * len(ids),
+                }
+            ),
+        )
         bucket_ids, buckets = [], []
         for iid, net in zip(ids, nets, strict=True):
             for bucket in net.buckets():
@@ -161,22 +183,36 @@ def _store(ws: Workspace, inp: Input, name: str,
                 buckets.append(bucket)
         ws.append("intel_buckets", pa.table({"intel_id": bucket_ids, "bucket": buckets}))
         if bad:
-            ws.append("quarantine", pa.table({
-                "ingest_run_id": [run_id] * len(bad),
-                "source_format": [LIST_FORMAT] * len(bad),
-                "source_file": [inp.display] * len(bad),
-                "source_offset": pa.array([b[0] for b in bad], pa.int64()),
-                "reason": [b[1] for b in bad],
-                "raw": [b[2] for b in bad],
-                "raw_length": pa.array([b[3] for b in bad], pa.int64()),
-            }))
-        ws.append("ingest_runs", pa.table({
-            "ingest_run_id": [run_id], "file": [inp.display], "sha256": [inp.sha256],
-            "format": [LIST_FORMAT], "target_table": ["intel"],
-            "rows_parsed": [len(ids)], "rows_quarantined": [len(bad)],
-            "started_at": pa.array([now], pa.timestamp("us", tz="UTC")),
-            "duration_s": [(dt.datetime.now(dt.UTC) - now).total_seconds()],
-        }))
+            ws.append(
+                "quarantine",
+                pa.table(
+                    {
+                        "ingest_run_id": [run_id] * len(bad),
+                        "source_format": [LIST_FORMAT] * len(bad),
+                        "source_file": [inp.display] * len(bad),
+                        "source_offset": pa.array([b[0] for b in bad], pa.int64()),
+                        "reason": [b[1] for b in bad],
+                        "raw": [b[2] for b in bad],
+                        "raw_length": pa.array([b[3] for b in bad], pa.int64()),
+                    }
+                ),
+            )
+        ws.append(
+            "ingest_runs",
+            pa.table(
+                {
+                    "ingest_run_id": [run_id],
+                    "file": [inp.display],
+                    "sha256": [inp.sha256],
+                    "format": [LIST_FORMAT],
+                    "target_table": ["intel"],
+                    "rows_parsed": [len(ids)],
+                    "rows_quarantined": [len(bad)],
+                    "started_at": pa.array([now], pa.timestamp("us", tz="UTC")),
+                    "duration_s": [(dt.datetime.now(dt.UTC) - now).total_seconds()],
+                }
+            ),
+        )
     result.indicators = len(ids)
     result.added = len(set(ids) - set(first_seen))
     result.removed = len(set(first_seen) - set(ids))

@@ -39,16 +39,56 @@ from orbwatch.store.workspace import Workspace
 START = dt.datetime(2026, 11, 2, tzinfo=dt.UTC)
 DAYS = 2
 # First octets of allocated, publicly routed IPv4 space used for simulated remote hosts.
-PUBLIC_FIRST_OCTETS = np.array([23, 31, 45, 62, 77, 81, 89, 91, 94, 103, 109, 118, 141, 176,
-                                185, 188, 193, 195, 212, 213])
+PUBLIC_FIRST_OCTETS = np.array(
+    [23, 31, 45, 62, 77, 81, 89, 91, 94, 103, 109, 118, 141, 176, 185, 188, 193, 195, 212, 213]
+)
 VPN_GATEWAY = "10.0.0.1"
-ZEEK_FIELDS = ["ts", "uid", "id.orig_h", "id.orig_p", "id.resp_h", "id.resp_p", "proto", "service",
-               "duration", "orig_bytes", "resp_bytes", "conn_state", "local_orig", "local_resp",
-               "missed_bytes", "history", "orig_pkts", "orig_ip_bytes", "resp_pkts",
-               "resp_ip_bytes", "tunnel_parents"]
-ZEEK_TYPES = ["time", "string", "addr", "port", "addr", "port", "enum", "string", "interval",
-              "count", "count", "string", "bool", "bool", "count", "string", "count", "count",
-              "count", "count", "set[string]"]
+ZEEK_FIELDS = [
+    "ts",
+    "uid",
+    "id.orig_h",
+    "id.orig_p",
+    "id.resp_h",
+    "id.resp_p",
+    "proto",
+    "service",
+    "duration",
+    "orig_bytes",
+    "resp_bytes",
+    "conn_state",
+    "local_orig",
+    "local_resp",
+    "missed_bytes",
+    "history",
+    "orig_pkts",
+    "orig_ip_bytes",
+    "resp_pkts",
+    "resp_ip_bytes",
+    "tunnel_parents",
+]
+ZEEK_TYPES = [
+    "time",
+    "string",
+    "addr",
+    "port",
+    "addr",
+    "port",
+    "enum",
+    "string",
+    "interval",
+    "count",
+    "count",
+    "string",
+    "bool",
+    "bool",
+    "count",
+    "string",
+    "count",
+    "count",
+    "count",
+    "count",
+    "set[string]",
+]
 
 DEMO_CONFIG = """\
 organisation = "Demo Manufacturing Ltd"
@@ -75,23 +115,42 @@ def public_ips(rng: np.random.Generator, n: int) -> np.ndarray:
     """``n`` distinct simulated public IPv4 addresses, as text."""
     first = rng.choice(PUBLIC_FIRST_OCTETS, size=n * 2)
     rest = rng.integers(1, 255, size=(n * 2, 3))
-    text = np.char.add(np.char.add(np.char.add(first.astype(str), "."), np.char.add(rest[:, 0].astype(str), ".")),
-                       np.char.add(np.char.add(rest[:, 1].astype(str), "."), rest[:, 2].astype(str)))
+    text = np.char.add(
+        np.char.add(np.char.add(first.astype(str), "."), np.char.add(rest[:, 0].astype(str), ".")),
+        np.char.add(np.char.add(rest[:, 1].astype(str), "."), rest[:, 2].astype(str)),
+    )
     return np.unique(text)[:n]
 
 
-def _block(rng: np.random.Generator, n: int, ts: np.ndarray, src: np.ndarray, dst: np.ndarray,
-           dport: int | np.ndarray, proto: str, service: str, orig: np.ndarray, resp: np.ndarray,
-           state: str) -> dict[str, np.ndarray]:
+def _block(
+    rng: np.random.Generator,
+    n: int,
+    ts: np.ndarray,
+    src: np.ndarray,
+    dst: np.ndarray,
+    dport: int | np.ndarray,
+    proto: str,
+    service: str,
+    orig: np.ndarray,
+    resp: np.ndarray,
+    state: str,
+) -> dict[str, np.ndarray]:
     """One kind of traffic as Zeek columns (vectorised)."""
     answered = resp > 0
     return {
-        "ts": ts, "id.orig_h": src, "id.orig_p": rng.integers(1024, 65535, n),
-        "id.resp_h": dst, "id.resp_p": np.broadcast_to(dport, n),
-        "proto": np.full(n, proto), "service": np.full(n, service),
-        "duration": np.round(rng.exponential(20, n), 6), "orig_bytes": orig, "resp_bytes": resp,
+        "ts": ts,
+        "id.orig_h": src,
+        "id.orig_p": rng.integers(1024, 65535, n),
+        "id.resp_h": dst,
+        "id.resp_p": np.broadcast_to(dport, n),
+        "proto": np.full(n, proto),
+        "service": np.full(n, service),
+        "duration": np.round(rng.exponential(20, n), 6),
+        "orig_bytes": orig,
+        "resp_bytes": resp,
         "conn_state": np.where(answered, "SF", state),
-        "orig_pkts": np.maximum(1, orig // 500), "resp_pkts": resp // 500 + answered,
+        "orig_pkts": np.maximum(1, orig // 500),
+        "resp_pkts": resp // 500 + answered,
     }
 
 
@@ -110,32 +169,126 @@ def simulate(seed: int) -> tuple[pa.Table, dict[str, list[str]]]:
     relays, c2 = public_ips(rng, 60), public_ips(rng, 3)
     blocks = []
     n = 12_000  # SaaS and CDN sessions from workstations
-    blocks.append(_block(rng, n, _times(rng, n, True), rng.choice(workstations, n), rng.choice(saas, n),
-                         443, "tcp", "ssl", rng.integers(500, 20_000, n), rng.integers(2_000, 500_000, n), "SF"))
+    blocks.append(
+        _block(
+            rng,
+            n,
+            _times(rng, n, True),
+            rng.choice(workstations, n),
+            rng.choice(saas, n),
+            443,
+            "tcp",
+            "ssl",
+            rng.integers(500, 20_000, n),
+            rng.integers(2_000, 500_000, n),
+            "SF",
+        )
+    )
     n = 6_000  # DNS
-    blocks.append(_block(rng, n, _times(rng, n, True), rng.choice(workstations, n), np.full(n, "10.10.2.53"),
-                         53, "udp", "dns", rng.integers(40, 80, n), rng.integers(60, 300, n), "SF"))
+    blocks.append(
+        _block(
+            rng,
+            n,
+            _times(rng, n, True),
+            rng.choice(workstations, n),
+            np.full(n, "10.10.2.53"),
+            53,
+            "udp",
+            "dns",
+            rng.integers(40, 80, n),
+            rng.integers(60, 300, n),
+            "SF",
+        )
+    )
     n = 600  # remote workers on the VPN
-    blocks.append(_block(rng, n, _times(rng, n, True), rng.choice(homes, n), np.full(n, VPN_GATEWAY),
-                         443, "tcp", "ssl", rng.integers(50_000, 5_000_000, n), rng.integers(100_000, 9_000_000, n), "SF"))
+    blocks.append(
+        _block(
+            rng,
+            n,
+            _times(rng, n, True),
+            rng.choice(homes, n),
+            np.full(n, VPN_GATEWAY),
+            443,
+            "tcp",
+            "ssl",
+            rng.integers(50_000, 5_000_000, n),
+            rng.integers(100_000, 9_000_000, n),
+            "SF",
+        )
+    )
     n = 3_000  # background scanning of the edge: mostly unanswered
-    blocks.append(_block(rng, n, _times(rng, n, False), rng.choice(scanners, n), np.full(n, VPN_GATEWAY),
-                         rng.choice([22, 23, 443, 8080, 8443], n), "tcp", "-", np.zeros(n, int), np.zeros(n, int), "S0"))
+    blocks.append(
+        _block(
+            rng,
+            n,
+            _times(rng, n, False),
+            rng.choice(scanners, n),
+            np.full(n, VPN_GATEWAY),
+            rng.choice([22, 23, 443, 8080, 8443], n),
+            "tcp",
+            "-",
+            np.zeros(n, int),
+            np.zeros(n, int),
+            "S0",
+        )
+    )
     n = 180  # password spray through relays: few attempts per relay, TLS answered
-    blocks.append(_block(rng, n, _times(rng, n, False), rng.choice(relays, n), np.full(n, VPN_GATEWAY),
-                         443, "tcp", "ssl", rng.integers(1_500, 2_500, n), rng.integers(3_000, 5_000, n), "SF"))
+    blocks.append(
+        _block(
+            rng,
+            n,
+            _times(rng, n, False),
+            rng.choice(relays, n),
+            np.full(n, VPN_GATEWAY),
+            443,
+            "tcp",
+            "ssl",
+            rng.integers(1_500, 2_500, n),
+            rng.integers(3_000, 5_000, n),
+            "SF",
+        )
+    )
     n = DAYS * 288 * 2  # two cameras beacon to C2 relays every ~5 minutes
     beacon_ts = START.timestamp() + np.arange(n // 2).repeat(2) * 300 + rng.normal(0, 4, n)
-    blocks.append(_block(rng, n, beacon_ts, np.tile(cameras[:2], n // 2), rng.choice(c2, n),
-                         7777, "tcp", "-", rng.integers(200, 260, n), rng.integers(90, 120, n), "SF"))
+    blocks.append(
+        _block(
+            rng,
+            n,
+            beacon_ts,
+            np.tile(cameras[:2], n // 2),
+            rng.choice(c2, n),
+            7777,
+            "tcp",
+            "-",
+            rng.integers(200, 260, n),
+            rng.integers(90, 120, n),
+            "SF",
+        )
+    )
     n = 400  # a camera enrolled as relay: relays connect in on the SOCKS port
-    blocks.append(_block(rng, n, _times(rng, n, False), rng.choice(relays, n), np.full(n, cameras[5]),
-                         11288, "tcp", "-", rng.integers(2_000, 60_000, n), rng.integers(2_000, 60_000, n), "SF"))
+    blocks.append(
+        _block(
+            rng,
+            n,
+            _times(rng, n, False),
+            rng.choice(relays, n),
+            np.full(n, cameras[5]),
+            11288,
+            "tcp",
+            "-",
+            rng.integers(2_000, 60_000, n),
+            rng.integers(2_000, 60_000, n),
+            "SF",
+        )
+    )
     rows = {k: np.concatenate([b[k] for b in blocks]) for k in blocks[0]}
     order = np.argsort(rows["ts"], kind="stable")
     rows = {k: v[order] for k, v in rows.items()}
-    truth = {"relays": relays.tolist(), "c2": c2.tolist(),
-             "compromised": [*cameras[:2].tolist(), str(cameras[5])]}
+    truth = {
+        "relays": relays.tolist(),
+        "c2": c2.tolist(),
+        "compromised": [*cameras[:2].tolist(), str(cameras[5])],
+    }
     return _zeek_table(rng, rows), truth
 
 
@@ -143,10 +296,15 @@ def _zeek_table(rng: np.random.Generator, rows: dict[str, np.ndarray]) -> pa.Tab
     n = len(rows["ts"])
     uid = np.char.add("C", rng.integers(10**14, 10**15, n).astype(str))
     columns = {
-        **rows, "uid": uid, "local_orig": np.full(n, "-"), "local_resp": np.full(n, "-"),
-        "missed_bytes": np.zeros(n, int), "history": np.where(rows["conn_state"] == "SF", "ShADadFf", "S"),
+        **rows,
+        "uid": uid,
+        "local_orig": np.full(n, "-"),
+        "local_resp": np.full(n, "-"),
+        "missed_bytes": np.zeros(n, int),
+        "history": np.where(rows["conn_state"] == "SF", "ShADadFf", "S"),
         "orig_ip_bytes": rows["orig_bytes"] + 40 * rows["orig_pkts"],
-        "resp_ip_bytes": rows["resp_bytes"] + 40 * rows["resp_pkts"], "tunnel_parents": np.full(n, "-"),
+        "resp_ip_bytes": rows["resp_bytes"] + 40 * rows["resp_pkts"],
+        "tunnel_parents": np.full(n, "-"),
     }
     columns["ts"] = np.char.mod("%.6f", columns["ts"])
     return pa.table({f: pa.array(np.asarray(columns[f]).astype(str)) for f in ZEEK_FIELDS})
@@ -154,13 +312,23 @@ def _zeek_table(rng: np.random.Generator, rows: dict[str, np.ndarray]) -> pa.Tab
 
 def write_conn_log(table: pa.Table, path: Path) -> None:
     """Write rows as a Zeek TSV conn.log with its header lines."""
-    header = ["#separator \\x09", "#set_separator\t,", "#empty_field\t(empty)", "#unset_field\t-",
-              "#path\tconn", f"#open\t{START:%Y-%m-%d-%H-%M-%S}",
-              "#fields\t" + "\t".join(ZEEK_FIELDS), "#types\t" + "\t".join(ZEEK_TYPES)]
+    header = [
+        "#separator \\x09",
+        "#set_separator\t,",
+        "#empty_field\t(empty)",
+        "#unset_field\t-",
+        "#path\tconn",
+        f"#open\t{START:%Y-%m-%d-%H-%M-%S}",
+        "#fields\t" + "\t".join(ZEEK_FIELDS),
+        "#types\t" + "\t".join(ZEEK_TYPES),
+    ]
     path.write_text("\n".join(header) + "\n", encoding="utf-8")
     with path.open("ab") as handle:
-        pacsv.write_csv(table, handle, pacsv.WriteOptions(include_header=False, delimiter="\t",
-                                                          quoting_style="none"))
+        pacsv.write_csv(
+            table,
+            handle,
+            pacsv.WriteOptions(include_header=False, delimiter="\t", quoting_style="none"),
+        )
 
 
 def write_feed(truth: dict[str, list[str]], path: Path, seed: int) -> None:
@@ -168,10 +336,21 @@ def write_feed(truth: dict[str, list[str]], path: Path, seed: int) -> None:
     rng = np.random.default_rng(seed + 1)
     relays = truth["relays"]
     listed = sorted(rng.choice(relays, size=len(relays) // 4, replace=False).tolist())
-    lines = ["#", "# demo_orb_feed", "#", "# ipv4 hash:net ipset", "#",
-             "# Simulated covert-network feed: relay nodes and C2 seen by a vendor,",
-             "# aggregated with bogon ranges as public aggregate feeds are.", "#",
-             "0.0.0.0/8", "10.0.0.0/8", "192.168.0.0/16", *truth["c2"], *listed]
+    lines = [
+        "#",
+        "# demo_orb_feed",
+        "#",
+        "# ipv4 hash:net ipset",
+        "#",
+        "# Simulated covert-network feed: relay nodes and C2 seen by a vendor,",
+        "# aggregated with bogon ranges as public aggregate feeds are.",
+        "#",
+        "0.0.0.0/8",
+        "10.0.0.0/8",
+        "192.168.0.0/16",
+        *truth["c2"],
+        *listed,
+    ]
     path.write_text("\n".join(lines) + "\n", encoding="utf-8")
 
 
@@ -179,7 +358,11 @@ def run_demo(out_dir: Path, *, seed: int, console: Console) -> None:
     """Generate the demo data and run ingest, intel add, detect and alerts on it."""
     data = out_dir / "data"
     data.mkdir(parents=True, exist_ok=True)
-    conn_log, feed, cfg_path = data / "conn.log", data / "orb-feed.netset", out_dir / "orbwatch.toml"
+    conn_log, feed, cfg_path = (
+        data / "conn.log",
+        data / "orb-feed.netset",
+        out_dir / "orbwatch.toml",
+    )
     workspace = out_dir / "orbwatch.duckdb"
     for stale in (workspace, workspace.with_suffix(".duckdb.wal")):
         stale.unlink(missing_ok=True)
@@ -194,13 +377,24 @@ def run_demo(out_dir: Path, *, seed: int, console: Console) -> None:
         intel = add_list(ws, str(feed), "demo_orb_feed")
         runs = run_detectors(ws, DetectContext(cfg, DuckDBEngine(ws)))
         alerts = list_alerts(ws, limit=1000)
-    console.print(f"simulated {loaded.rows:,} flows ({loaded.quarantined} quarantined); "
-                  f"feed of {intel.indicators} indicators; {sum(r.alerts for r in runs)} alerts")
-    console.print(table("alerts", ["id", "severity", "title", "events"],
-                        [(a["alert_id"], a["severity"], a["title"], a["event_count"]) for a in alerts[:15]]))
+    console.print(
+        f"simulated {loaded.rows:,} flows ({loaded.quarantined} quarantined); "
+        f"feed of {intel.indicators} indicators; {sum(r.alerts for r in runs)} alerts"
+    )
+    console.print(
+        table(
+            "alerts",
+            ["id", "severity", "title", "events"],
+            [(a["alert_id"], a["severity"], a["title"], a["event_count"]) for a in alerts[:15]],
+        )
+    )
     (out_dir / "alerts.json").write_text(to_json(alerts), encoding="utf-8")
     caught = {a["entity"] for a in alerts}
-    console.print(f"relay nodes in the campaign: {len(truth['relays'])}, caught by the feed: "
-                  f"{len(caught & set(truth['relays']))} (the rest rotated in after it was published)")
-    console.print(f"results: {out_dir / 'alerts.json'}  workspace: {workspace}  "
-                  f"try: orbwatch -w {workspace} alerts show {alerts[0]['alert_id'] if alerts else 'ID'}")
+    console.print(
+        f"relay nodes in the campaign: {len(truth['relays'])}, caught by the feed: "
+        f"{len(caught & set(truth['relays']))} (the rest rotated in after it was published)"
+    )
+    console.print(
+        f"results: {out_dir / 'alerts.json'}  workspace: {workspace}  "
+        f"try: orbwatch -w {workspace} alerts show {alerts[0]['alert_id'] if alerts else 'ID'}"
+    )

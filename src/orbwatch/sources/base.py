@@ -23,8 +23,12 @@ from orbwatch.sources.inputs import MAX_LINE_BYTES, RAW_KEEP_CHARS, Input, LineB
 Kind = Literal["time", "count", "port", "float", "str", "addr", "bool"]
 
 REJECT_SCHEMA = pa.schema(
-    [("source_offset", pa.int64()), ("reason", pa.string()), ("raw", pa.string()),
-     ("raw_length", pa.int64())]
+    [
+        ("source_offset", pa.int64()),
+        ("reason", pa.string()),
+        ("raw", pa.string()),
+        ("raw_length", pa.int64()),
+    ]
 )
 MAX_FIELD_CHARS = 1_024
 
@@ -73,8 +77,10 @@ def too_long_rejects(batch: LineBatch) -> pa.Table:
         {
             "source_offset": pa.array([n for n, _, _ in batch.too_long], pa.int64()),
             "reason": pa.array(
-                [f"line of {size} bytes exceeds the {MAX_LINE_BYTES}-byte limit"
-                 for _, _, size in batch.too_long],
+                [
+                    f"line of {size} bytes exceeds the {MAX_LINE_BYTES}-byte limit"
+                    for _, _, size in batch.too_long
+                ],
                 pa.string(),
             ),
             "raw": pa.array([head for _, head, _ in batch.too_long], pa.string()),
@@ -111,7 +117,8 @@ def _as_time(col: pa.Array) -> tuple[pa.Array, pa.Array]:
         pc.if_else(iso_ok, pc.utf8_trim_whitespace(col), None), r"^(\S+) (\S+)$", r"\1T\2"
     )
     iso_text = pc.if_else(
-        pc.match_substring_regex(iso_text, r"(Z|[+-]\d\d:?\d\d)$"), iso_text,
+        pc.match_substring_regex(iso_text, r"(Z|[+-]\d\d:?\d\d)$"),
+        iso_text,
         pc.binary_join_element_wise(iso_text, "Z", ""),
     )
     from_iso = pc.cast(iso_text, pa.timestamp("us", tz="UTC"))
@@ -127,8 +134,12 @@ def _convert_one(col: pa.Array, kind: Kind) -> tuple[pa.Array, pa.Array]:
         key = netaddr.keys(text)
         return text, pc.is_valid(key)
     if kind == "str":
-        return pc.utf8_slice_codeunits(pc.cast(col, pa.string()), 0, MAX_FIELD_CHARS), pc.is_valid(col)
-    target = {"count": pa.int64(), "port": pa.int32(), "float": pa.float64(), "bool": pa.bool_()}[kind]
+        return pc.utf8_slice_codeunits(pc.cast(col, pa.string()), 0, MAX_FIELD_CHARS), pc.is_valid(
+            col
+        )
+    target = {"count": pa.int64(), "port": pa.int32(), "float": pa.float64(), "bool": pa.bool_()}[
+        kind
+    ]
     if not pa.types.is_string(col.type) and not pa.types.is_large_string(col.type):
         typed = pc.cast(col, target)
         ok = pc.is_valid(typed)

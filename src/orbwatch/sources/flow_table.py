@@ -29,24 +29,71 @@ from orbwatch.sources.inputs import Input
 
 # flows column -> kind of value.
 TARGETS: dict[str, Kind] = {
-    "ts_start": "time", "ts_end": "time", "duration_s": "float",
-    "src_ip": "addr", "src_port": "port", "dst_ip": "addr", "dst_port": "port",
-    "protocol": "str", "service": "str",
-    "src_bytes": "count", "dst_bytes": "count", "src_packets": "count", "dst_packets": "count",
-    "conn_state": "str", "action": "str", "rule": "str", "exporter": "str", "flow_uid": "str",
+    "ts_start": "time",
+    "ts_end": "time",
+    "duration_s": "float",
+    "src_ip": "addr",
+    "src_port": "port",
+    "dst_ip": "addr",
+    "dst_port": "port",
+    "protocol": "str",
+    "service": "str",
+    "src_bytes": "count",
+    "dst_bytes": "count",
+    "src_packets": "count",
+    "dst_packets": "count",
+    "conn_state": "str",
+    "action": "str",
+    "rule": "str",
+    "exporter": "str",
+    "flow_uid": "str",
 }
 
 # flows column -> source column names recognised without a mapping (compared after lower-casing
 # and removing everything that is not a letter or digit).
 ALIASES: dict[str, tuple[str, ...]] = {
-    "ts_start": ("tsstart", "ts", "timestamp", "time", "start", "starttime", "firstswitched",
-                 "flowstart", "stime", "datefirstseen", "first", "ts_start"),
+    "ts_start": (
+        "tsstart",
+        "ts",
+        "timestamp",
+        "time",
+        "start",
+        "starttime",
+        "firstswitched",
+        "flowstart",
+        "stime",
+        "datefirstseen",
+        "first",
+        "ts_start",
+    ),
     "ts_end": ("tsend", "end", "endtime", "lastswitched", "flowend", "ltime", "te", "last"),
     "duration_s": ("durations", "duration", "dur", "td"),
-    "src_ip": ("srcip", "srcaddr", "src", "sourceip", "sourceaddress", "sa", "saddr",
-               "idorigh", "ipv4srcaddr", "ipv6srcaddr", "clientip"),
-    "dst_ip": ("dstip", "dstaddr", "dst", "destinationip", "destinationaddress", "da", "daddr",
-               "idresph", "ipv4dstaddr", "ipv6dstaddr", "serverip"),
+    "src_ip": (
+        "srcip",
+        "srcaddr",
+        "src",
+        "sourceip",
+        "sourceaddress",
+        "sa",
+        "saddr",
+        "idorigh",
+        "ipv4srcaddr",
+        "ipv6srcaddr",
+        "clientip",
+    ),
+    "dst_ip": (
+        "dstip",
+        "dstaddr",
+        "dst",
+        "destinationip",
+        "destinationaddress",
+        "da",
+        "daddr",
+        "idresph",
+        "ipv4dstaddr",
+        "ipv6dstaddr",
+        "serverip",
+    ),
     "src_port": ("srcport", "sport", "sp", "sourceport", "idorigp", "l4srcport"),
     "dst_port": ("dstport", "dport", "dp", "destinationport", "idrespp", "l4dstport"),
     "protocol": ("protocol", "proto", "pr", "transport"),
@@ -62,10 +109,29 @@ ALIASES: dict[str, tuple[str, ...]] = {
     "flow_uid": ("flowuid", "uid", "flowid"),
 }
 
-IANA_PROTOCOLS = {"1": "icmp", "2": "igmp", "6": "tcp", "17": "udp", "41": "ipv6", "47": "gre",
-                  "50": "esp", "51": "ah", "58": "ipv6-icmp", "89": "ospf", "132": "sctp"}
-ACTIONS = {"accept": "allow", "allow": "allow", "permit": "allow", "pass": "allow",
-           "reject": "deny", "deny": "deny", "drop": "deny", "block": "deny"}
+IANA_PROTOCOLS = {
+    "1": "icmp",
+    "2": "igmp",
+    "6": "tcp",
+    "17": "udp",
+    "41": "ipv6",
+    "47": "gre",
+    "50": "esp",
+    "51": "ah",
+    "58": "ipv6-icmp",
+    "89": "ospf",
+    "132": "sctp",
+}
+ACTIONS = {
+    "accept": "allow",
+    "allow": "allow",
+    "permit": "allow",
+    "pass": "allow",
+    "reject": "deny",
+    "deny": "deny",
+    "drop": "deny",
+    "block": "deny",
+}
 DELIMITERS = ",\t;| "
 
 
@@ -77,10 +143,14 @@ def resolve_mapping(columns: list[str], explicit: Mapping[str, str]) -> dict[str
     """flows column -> source column, from explicit choices first, then the aliases."""
     unknown = set(explicit) - set(TARGETS)
     if unknown:
-        raise InputError(f"--map names unknown flows columns {sorted(unknown)}; known: {sorted(TARGETS)}")
+        raise InputError(
+            f"--map names unknown flows columns {sorted(unknown)}; known: {sorted(TARGETS)}"
+        )
     missing = {src for src in explicit.values() if src not in columns}
     if missing:
-        raise InputError(f"--map names columns not in the input: {sorted(missing)}; it has {columns}")
+        raise InputError(
+            f"--map names columns not in the input: {sorted(missing)}; it has {columns}"
+        )
     by_norm = {_norm(c): c for c in columns}
     mapping = dict(explicit)
     taken = set(explicit.values())
@@ -102,7 +172,9 @@ def resolve_mapping(columns: list[str], explicit: Mapping[str, str]) -> dict[str
     return mapping
 
 
-def _finish(table: pa.Table, mapping: dict[str, str], offsets: pa.Array, raw_text: pa.Array) -> Parsed:
+def _finish(
+    table: pa.Table, mapping: dict[str, str], offsets: pa.Array, raw_text: pa.Array
+) -> Parsed:
     columns = {t: (src, table[src].combine_chunks(), TARGETS[t]) for t, src in mapping.items()}
     typed, reason = convert(columns)
     good = pc.is_null(reason)
@@ -112,22 +184,30 @@ def _finish(table: pa.Table, mapping: dict[str, str], offsets: pa.Array, raw_tex
         keys = pa.array(list(IANA_PROTOCOLS), pa.string())
         names = pa.array(list(IANA_PROTOCOLS.values()), pa.string())
         idx = pc.index_in(proto, keys)
-        rows = rows.set_column(rows.column_names.index("protocol"), "protocol",
-                               pc.coalesce(names.take(idx), proto))
+        rows = rows.set_column(
+            rows.column_names.index("protocol"), "protocol", pc.coalesce(names.take(idx), proto)
+        )
     if "action" in rows.column_names:
         act = pc.utf8_lower(pc.utf8_trim_whitespace(rows["action"]))
         idx = pc.index_in(act, pa.array(list(ACTIONS), pa.string()))
         mapped = pa.array(list(ACTIONS.values()), pa.string()).take(idx)
-        rows = rows.set_column(rows.column_names.index("action"), "action", pc.fill_null(mapped, "unknown"))
+        rows = rows.set_column(
+            rows.column_names.index("action"), "action", pc.fill_null(mapped, "unknown")
+        )
     else:
         rows = rows.append_column("action", pa.array(["unknown"] * rows.num_rows, pa.string()))
     if "ts_end" not in rows.column_names and "duration_s" in rows.column_names:
-        micros = pc.cast(pc.round(pc.multiply(pc.fill_null(rows["duration_s"], 0.0), 1e6)), pa.int64())
+        micros = pc.cast(
+            pc.round(pc.multiply(pc.fill_null(rows["duration_s"], 0.0), 1e6)), pa.int64()
+        )
         end = pc.add(pc.cast(rows["ts_start"], pa.int64()), micros)
         rows = rows.append_column("ts_end", pc.cast(end, pa.timestamp("us", tz="UTC")))
     elif "ts_end" in rows.column_names:
-        rows = rows.set_column(rows.column_names.index("ts_end"), "ts_end",
-                               pc.coalesce(rows["ts_end"], rows["ts_start"]))
+        rows = rows.set_column(
+            rows.column_names.index("ts_end"),
+            "ts_end",
+            pc.coalesce(rows["ts_end"], rows["ts_start"]),
+        )
     rows = rows.append_column("source_offset", offsets.filter(good))
     bad = pc.invert(good)
     return Parsed(rows, rejects(offsets.filter(bad), reason.filter(bad), raw_text.filter(bad)))
@@ -173,40 +253,58 @@ class FlowCsv(Source):
         bad_rows: list[tuple[int, str, str]] = []
 
         def on_invalid(row: pacsv.InvalidRow) -> str:
-            bad_rows.append((int(row.number or 0), row.text or "",
-                             f"expected {row.expected_columns} fields, found {row.actual_columns}"))
+            bad_rows.append(
+                (
+                    int(row.number or 0),
+                    row.text or "",
+                    f"expected {row.expected_columns} fields, found {row.actual_columns}",
+                )
+            )
             return "skip"
 
         reader = pacsv.open_csv(
             inp.open_binary(),
-            read_options=pacsv.ReadOptions(column_names=names, skip_rows=1, use_threads=False,
-                                           block_size=8 << 20),
-            parse_options=pacsv.ParseOptions(delimiter=delimiter, invalid_row_handler=on_invalid,
-                                             ignore_empty_lines=True),
-            convert_options=pacsv.ConvertOptions(column_types=dict.fromkeys(names, pa.string()),
-                                                 strings_can_be_null=False),
+            read_options=pacsv.ReadOptions(
+                column_names=names, skip_rows=1, use_threads=False, block_size=8 << 20
+            ),
+            parse_options=pacsv.ParseOptions(
+                delimiter=delimiter, invalid_row_handler=on_invalid, ignore_empty_lines=True
+            ),
+            convert_options=pacsv.ConvertOptions(
+                column_types=dict.fromkeys(names, pa.string()), strings_can_be_null=False
+            ),
         )
         next_record = 2  # line 1 is the header
         for batch in reader:
             table = pa.Table.from_batches([batch])
             # Record numbers of this batch: consecutive, skipping the rows the handler rejected.
             skipped = {n for n, _, _ in bad_rows}
-            numbers = np.arange(next_record, next_record + table.num_rows + len(skipped), dtype=np.int64)
+            numbers = np.arange(
+                next_record, next_record + table.num_rows + len(skipped), dtype=np.int64
+            )
             numbers = numbers[~np.isin(numbers, list(skipped))][: table.num_rows]
             next_record = int(numbers[-1]) + 1 if len(numbers) else next_record + len(skipped)
             if bad_rows:
-                yield Parsed(pa.table({}), rejects(
-                    pa.array([n for n, _, _ in bad_rows], pa.int64()),
-                    pa.array([r for _, _, r in bad_rows], pa.string()),
-                    pa.array([t for _, t, _ in bad_rows], pa.string())))
+                yield Parsed(
+                    pa.table({}),
+                    rejects(
+                        pa.array([n for n, _, _ in bad_rows], pa.int64()),
+                        pa.array([r for _, _, r in bad_rows], pa.string()),
+                        pa.array([t for _, t, _ in bad_rows], pa.string()),
+                    ),
+                )
                 bad_rows.clear()
             raw_text = _rows_as_text(table, delimiter)
             yield _finish(table, mapping, pa.array(numbers), raw_text)
         if bad_rows:
-            yield Parsed(pa.table({}), rejects(
-                pa.array([n for n, _, _ in bad_rows], pa.int64()),
-                pa.array([r for _, _, r in bad_rows], pa.string()),
-                pa.array([t for _, t, _ in bad_rows], pa.string())))
+            yield Parsed(
+                pa.table({}),
+                rejects(
+                    pa.array([n for n, _, _ in bad_rows], pa.int64()),
+                    pa.array([r for _, _, r in bad_rows], pa.string()),
+                    pa.array([t for _, t, _ in bad_rows], pa.string()),
+                ),
+            )
 
 
 def _rows_as_text(table: pa.Table, delimiter: str) -> pa.Array:
@@ -244,7 +342,7 @@ class FlowParquet(Source):
             table = pa.Table.from_batches([batch])
             offsets = pa.array(np.arange(first, first + table.num_rows, dtype=np.int64))
             first += table.num_rows
-            text = _rows_as_text(table.select(wanted).cast(
-                pa.schema([(n, pa.string()) for n in wanted])), ",")
+            text = _rows_as_text(
+                table.select(wanted).cast(pa.schema([(n, pa.string()) for n in wanted])), ","
+            )
             yield _finish(table, mapping, offsets, text)
-

@@ -51,7 +51,11 @@ def expand_paths(names: list[str]) -> list[str]:
     for name in names:
         path = Path(name)
         if name != "-" and path.is_dir():
-            out.extend(str(p) for p in sorted(path.rglob("*")) if p.is_file() and not p.name.startswith("."))
+            out.extend(
+                str(p)
+                for p in sorted(path.rglob("*"))
+                if p.is_file() and not p.name.startswith(".")
+            )
         else:
             out.append(name)
     return out
@@ -150,20 +154,37 @@ class Ingestor:
                     on_rows(parsed.rows.num_rows + parsed.rejects.num_rows)
             if times:
                 all_times = pa.chunked_array(times)
-                result.first_ts, result.last_ts = pc.min(all_times).as_py(), pc.max(all_times).as_py()
-            self.ws.append("ingest_runs", pa.table({
-                "ingest_run_id": [run_id], "file": [inp.display], "sha256": [inp.sha256],
-                "format": [source.name], "target_table": [source.table],
-                "rows_parsed": [result.rows], "rows_quarantined": [result.quarantined],
-                "first_ts": pa.array([result.first_ts], pa.timestamp("us", tz="UTC")),
-                "last_ts": pa.array([result.last_ts], pa.timestamp("us", tz="UTC")),
-                "started_at": pa.array([started_at], pa.timestamp("us", tz="UTC")),
-                "duration_s": [(dt.datetime.now(dt.UTC) - started_at).total_seconds()],
-            }))
+                result.first_ts, result.last_ts = (
+                    pc.min(all_times).as_py(),
+                    pc.max(all_times).as_py(),
+                )
+            self.ws.append(
+                "ingest_runs",
+                pa.table(
+                    {
+                        "ingest_run_id": [run_id],
+                        "file": [inp.display],
+                        "sha256": [inp.sha256],
+                        "format": [source.name],
+                        "target_table": [source.table],
+                        "rows_parsed": [result.rows],
+                        "rows_quarantined": [result.quarantined],
+                        "first_ts": pa.array([result.first_ts], pa.timestamp("us", tz="UTC")),
+                        "last_ts": pa.array([result.last_ts], pa.timestamp("us", tz="UTC")),
+                        "started_at": pa.array([started_at], pa.timestamp("us", tz="UTC")),
+                        "duration_s": [(dt.datetime.now(dt.UTC) - started_at).total_seconds()],
+                    }
+                ),
+            )
 
     def _write_batch(
-        self, parsed: Parsed, source: Source, file: str, run_id: str,
-        result: IngestResult, times: list[pa.Array],
+        self,
+        parsed: Parsed,
+        source: Source,
+        file: str,
+        run_id: str,
+        result: IngestResult,
+        times: list[pa.Array],
     ) -> None:
         if parsed.rows.num_rows:
             rows = add_keys_and_direction(parsed.rows, self.internal)
@@ -177,10 +198,11 @@ class Ingestor:
             result.quarantined += self.ws.append("quarantine", rej)
             counts = pc.value_counts(_reason_kind(rej["reason"]))
             for item in counts.to_pylist():
-                result.reasons[item["values"]] = result.reasons.get(item["values"], 0) + item["counts"]
+                result.reasons[item["values"]] = (
+                    result.reasons.get(item["values"], 0) + item["counts"]
+                )
 
 
 def _reason_kind(reasons: pa.ChunkedArray) -> pa.Array:
     """Reasons with quoted values removed, so that counts group by kind of problem."""
     return pc.replace_substring_regex(reasons, r"^([^:]+): .* (is not a valid .*)$", r"\1 \2")
-

@@ -1,4 +1,4 @@
-"""Opening inputs: files, ``.gz`` files and stdin, hashed for de-duplication, read in bounded pieces.
+"""Opening inputs: files, ``.gz`` and stdin, hashed for de-duplication, read in bounded pieces.
 
 Every source reads through :class:`Input` so that compression, stdin, hashing and the bounds
 on line length are handled once. Lines are produced in batches as Arrow tables of

@@ -69,7 +69,7 @@ class _Header:
 
     def read(self, line: str) -> None:
         if line.startswith("#separator "):
-            self.separator = codecs.decode(line[len("#separator "):], "unicode_escape")
+            self.separator = codecs.decode(line[len("#separator ") :], "unicode_escape")
             return
         name, _, value = line[1:].partition(self.separator)
         if name == "fields":
@@ -80,21 +80,29 @@ class _Header:
             self.empty = value
 
 
-def _to_flows(raw: dict[str, pa.Array], offsets: pa.Array, lines: pa.Array, nulls: tuple[str, ...]) -> Parsed:
+def _to_flows(
+    raw: dict[str, pa.Array], offsets: pa.Array, lines: pa.Array, nulls: tuple[str, ...]
+) -> Parsed:
     """Shared by both encodings: raw text columns (by Zeek name) -> flows rows and rejects."""
     n = len(offsets)
     missing = [f for f in REQUIRED if f not in raw]
     if missing:
         reason = f"conn.log record lacks required field(s) {', '.join(missing)}"
         return Parsed(pa.table({}), rejects(offsets, pa.array([reason] * n, pa.string()), lines))
-    columns = {out: (zeek, raw[zeek], kind) for zeek, (out, kind) in FIELD_MAP.items() if zeek in raw}
+    columns = {
+        out: (zeek, raw[zeek], kind) for zeek, (out, kind) in FIELD_MAP.items() if zeek in raw
+    }
     typed, reason = convert(columns, nulls=nulls)
     for zeek in REQUIRED:
         absent = pc.if_else(pc.is_null(raw[zeek]), f"{zeek}: missing", None)
         reason = pc.coalesce(reason, absent)
     good = pc.is_null(reason)
     rows = pa.table(typed).filter(good)
-    duration = rows["duration_s"] if "duration_s" in rows.column_names else pa.nulls(rows.num_rows, pa.float64())
+    duration = (
+        rows["duration_s"]
+        if "duration_s" in rows.column_names
+        else pa.nulls(rows.num_rows, pa.float64())
+    )
     micros = pc.cast(pc.round(pc.multiply(pc.fill_null(duration, 0.0), 1e6)), pa.int64())
     start_us = pc.cast(rows["ts_start"], pa.int64())
     ts_end = pc.cast(pc.add(start_us, micros), pa.timestamp("us", tz="UTC"))
@@ -102,7 +110,9 @@ def _to_flows(raw: dict[str, pa.Array], offsets: pa.Array, lines: pa.Array, null
     rows = rows.append_column("source_offset", offsets.filter(good))
     rows = rows.append_column("action", pa.array(["unknown"] * rows.num_rows, pa.string()))
     if "protocol" in rows.column_names:
-        rows = rows.set_column(rows.column_names.index("protocol"), "protocol", pc.utf8_lower(rows["protocol"]))
+        rows = rows.set_column(
+            rows.column_names.index("protocol"), "protocol", pc.utf8_lower(rows["protocol"])
+        )
     bad = pc.invert(good)
     return Parsed(rows, rejects(offsets.filter(bad), reason.filter(bad), lines.filter(bad)))
 
@@ -161,8 +171,10 @@ class ZeekConnTsv(Source):
         bad_width = rejects(
             offsets.filter(wrong),
             pc.binary_join_element_wise(
-                f"expected {width} fields, found ", pc.cast(counts.filter(wrong), pa.string()),
-                " (truncated or malformed line)", "",
+                f"expected {width} fields, found ",
+                pc.cast(counts.filter(wrong), pa.string()),
+                " (truncated or malformed line)",
+                "",
             ),
             lines.filter(wrong),
         )
@@ -202,7 +214,7 @@ class ZeekConnJson(Source):
     def _parse_batch(con: duckdb.DuckDBPyConnection, table: pa.Table) -> Parsed:
         # DuckDB's JSON functions extract every field of every line in one vectorised pass.
         extracts = ", ".join(
-            f"CASE WHEN valid THEN json_extract_string(line, '$.\"{name}\"') END AS \"{name}\""
+            f'CASE WHEN valid THEN json_extract_string(line, \'$."{name}"\') END AS "{name}"'
             for name in FIELD_MAP
         )
         con.register("batch", table)
@@ -219,7 +231,8 @@ class ZeekConnJson(Source):
         invalid = pc.invert(valid)
         bad_offsets = offsets.filter(invalid)
         not_json = rejects(
-            bad_offsets, pa.array(["not a JSON object"] * len(bad_offsets), pa.string()),
+            bad_offsets,
+            pa.array(["not a JSON object"] * len(bad_offsets), pa.string()),
             lines.filter(invalid),
         )
         good = result.filter(valid)

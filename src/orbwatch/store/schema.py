@@ -64,8 +64,16 @@ FLOWS = _spec(
         ("dst_ip", pa.string(), "Responder address as text."),
         ("dst_key", pa.string(), "Responder address key."),
         ("dst_port", pa.int32(), "Responder port (ICMP: code)."),
-        ("protocol", pa.string(), "Transport protocol name in lower case (`tcp`, `udp`, `icmp`, ...)."),
-        ("service", pa.string(), "Application protocol when the source identified it (`ssl`, `dns`)."),
+        (
+            "protocol",
+            pa.string(),
+            "Transport protocol name in lower case (`tcp`, `udp`, `icmp`, ...).",
+        ),
+        (
+            "service",
+            pa.string(),
+            "Application protocol when the source identified it (`ssl`, `dns`).",
+        ),
         ("src_bytes", pa.int64(), "Payload bytes sent by the initiator."),
         ("dst_bytes", pa.int64(), "Payload bytes sent by the responder."),
         ("src_packets", pa.int64(), "Packets sent by the initiator."),
@@ -73,8 +81,12 @@ FLOWS = _spec(
         ("conn_state", pa.string(), "Connection state or TCP flags as the source reports them."),
         ("action", pa.string(), "`allow`, `deny` or `unknown` (firewall verdict)."),
         ("rule", pa.string(), "Firewall rule or policy that matched, when logged."),
-        ("direction", pa.string(), "`inbound`, `outbound`, `internal` or `external`, relative to "
-         "the configured internal networks at ingest time."),
+        (
+            "direction",
+            pa.string(),
+            "`inbound`, `outbound`, `internal` or `external`, relative to "
+            "the configured internal networks at ingest time.",
+        ),
         ("exporter", pa.string(), "Sensor, exporter or device that reported the flow."),
         ("flow_uid", pa.string(), "The source's own identifier of the flow (Zeek `uid`)."),
         *_PROVENANCE,
@@ -97,7 +109,11 @@ LOGINS = _spec(
         ("failure_reason", pa.string(), "Why it failed, as logged."),
         ("mfa", pa.string(), "`yes`, `no` or `unknown`: was a second factor used."),
         ("mfa_method", pa.string(), "Second factor method, when logged."),
-        ("machine_cert", pa.string(), "`yes`, `no` or `unknown`: did the device present a certificate."),
+        (
+            "machine_cert",
+            pa.string(),
+            "`yes`, `no` or `unknown`: did the device present a certificate.",
+        ),
         ("client", pa.string(), "Client software or user agent string."),
         ("session_id", pa.string(), "Session identifier, when logged."),
         ("bytes", pa.int64(), "Bytes transferred in the session, when logged."),
@@ -114,8 +130,11 @@ ASSETS = _spec(
         ("cidr", pa.string(), "Address or network of the asset."),
         ("start_key", pa.string(), "First address key of `cidr`."),
         ("end_key", pa.string(), "Last address key of `cidr`."),
-        ("role", pa.string(), "`vpn-gateway`, `router`, `firewall`, `remote-access`, `soho-subnet`, "
-         "`iot-subnet`."),
+        (
+            "role",
+            pa.string(),
+            "`vpn-gateway`, `router`, `firewall`, `remote-access`, `soho-subnet`, `iot-subnet`.",
+        ),
         ("origin", pa.string(), "`config` or `discovered`."),
         ("updated_at", TS, "When the row was written."),
     ],
@@ -129,7 +148,11 @@ INTEL = _spec(
         ("list_name", pa.string(), "Name given with `orbwatch intel add --name`."),
         ("indicator", pa.string(), "The address or CIDR as listed (normalised)."),
         ("family", pa.int8(), "4 or 6."),
-        ("prefix_len", pa.int16(), "Prefix length in the family's own bits (32 for a single IPv4)."),
+        (
+            "prefix_len",
+            pa.int16(),
+            "Prefix length in the family's own bits (32 for a single IPv4).",
+        ),
         ("start_key", pa.string(), "First address key covered."),
         ("end_key", pa.string(), "Last address key covered."),
         ("score", pa.float64(), "Score given by the list (IPsum: number of lists), else null."),
@@ -155,8 +178,12 @@ ALERTS = _spec(
     "alerts",
     "One explained finding of a detector, aggregated over the evidence that supports it.",
     [
-        ("alert_id", pa.string(), "Stable identifier: hash of detector and entity key, so that "
-         "running `detect` again updates instead of duplicating."),
+        (
+            "alert_id",
+            pa.string(),
+            "Stable identifier: hash of detector and entity key, so that "
+            "running `detect` again updates instead of duplicating.",
+        ),
         ("detector", pa.string(), "Detector id."),
         ("title", pa.string(), "One-line summary."),
         ("severity", pa.string(), "`info`, `low`, `medium`, `high` or `critical`."),
@@ -172,7 +199,11 @@ ALERTS = _spec(
         ("bytes", pa.int64(), "Bytes in the evidence, when it is traffic."),
         ("explanation", pa.string(), "Why this was raised, in words."),
         ("evidence", pa.string(), "JSON object with the supporting facts and provenance."),
-        ("status", pa.string(), "Triage state: `new`, `acknowledged`, `false-positive`, `resolved`."),
+        (
+            "status",
+            pa.string(),
+            "Triage state: `new`, `acknowledged`, `false-positive`, `resolved`.",
+        ),
         ("created_at", TS, "When the alert was first raised."),
         ("updated_at", TS, "When `detect` last refreshed it."),
     ],
@@ -198,8 +229,12 @@ INGEST_RUNS = _spec(
     [
         ("ingest_run_id", pa.string(), "Identifier of the run."),
         ("file", pa.string(), "Path as given, or `-` for stdin."),
-        ("sha256", pa.string(), "SHA-256 of the bytes read (after decompression is not applied: "
-         "of the file as stored)."),
+        (
+            "sha256",
+            pa.string(),
+            "SHA-256 of the bytes read (after decompression is not applied: "
+            "of the file as stored).",
+        ),
         ("format", pa.string(), "Parser used."),
         ("target_table", pa.string(), "Table the rows went to."),
         ("rows_parsed", pa.int64(), "Rows written to the target table."),

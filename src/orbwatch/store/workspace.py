@@ -45,9 +45,7 @@ _DUCKDB_TYPES: dict[pa.DataType, str] = {
 
 def create_table_sql(name: str) -> str:
     """DuckDB DDL for workspace table ``name``, derived from its Arrow schema."""
-    columns = ", ".join(
-        f'"{f.name}" {_DUCKDB_TYPES[f.type]}' for f in TABLES[name].schema
-    )
+    columns = ", ".join(f'"{f.name}" {_DUCKDB_TYPES[f.type]}' for f in TABLES[name].schema)
     return f'CREATE TABLE IF NOT EXISTS "{name}" ({columns})'
 
 
@@ -72,7 +70,9 @@ class Workspace:
         except duckdb.IOException as exc:
             raise WorkspaceError(f"{path}: cannot open workspace: {_first_line(exc)}") from None
         except duckdb.Error as exc:
-            raise WorkspaceError(f"{path}: not a DuckDB workspace file: {_first_line(exc)}") from None
+            raise WorkspaceError(
+                f"{path}: not a DuckDB workspace file: {_first_line(exc)}"
+            ) from None
         con.execute("SET TimeZone = 'UTC'")
         ws = cls(path, con)
         try:
@@ -83,12 +83,15 @@ class Workspace:
         return ws
 
     def _check_schema(self, read_only: bool) -> None:
-        tables = {r[0] for r in self.con.execute("SELECT table_name FROM duckdb_tables()").fetchall()}
+        tables = {
+            r[0] for r in self.con.execute("SELECT table_name FROM duckdb_tables()").fetchall()
+        }
         if META_TABLE not in tables:
             if tables:
                 raise WorkspaceError(
                     f"{self.path}: is a DuckDB file but not an orbwatch workspace "
-                    f"(it has tables {sorted(tables)[:5]} and no {META_TABLE}); refusing to touch it"
+                    f"(it has tables {sorted(tables)[:5]} and no {META_TABLE}); "
+                    "refusing to touch it"
                 )
             if read_only:
                 raise WorkspaceError(f"{self.path}: empty file, not an orbwatch workspace")
@@ -111,7 +114,9 @@ class Workspace:
 
     def _create(self) -> None:
         with self.transaction():
-            self.con.execute(f'CREATE TABLE "{META_TABLE}" (key VARCHAR PRIMARY KEY, value VARCHAR)')
+            self.con.execute(
+                f'CREATE TABLE "{META_TABLE}" (key VARCHAR PRIMARY KEY, value VARCHAR)'
+            )
             for name in TABLES:
                 self.con.execute(create_table_sql(name))
             now = dt.datetime.now(dt.UTC).isoformat()
@@ -140,9 +145,7 @@ class Workspace:
 
     # -- metadata --------------------------------------------------------------------------
     def _set_meta(self, key: str, value: str) -> None:
-        self.con.execute(
-            f'INSERT OR REPLACE INTO "{META_TABLE}" VALUES (?, ?)', [key, value]
-        )
+        self.con.execute(f'INSERT OR REPLACE INTO "{META_TABLE}" VALUES (?, ?)', [key, value])
 
     def meta(self, key: str) -> str | None:
         row = self.con.execute(f'SELECT value FROM "{META_TABLE}" WHERE key = ?', [key]).fetchone()
@@ -176,7 +179,7 @@ class Workspace:
             self.con.execute(f'INSERT INTO "{name}" SELECT * FROM _orbwatch_append')
         finally:
             self.con.unregister("_orbwatch_append")
-        return data.num_rows
+        return int(data.num_rows)
 
     def query(self, sql: str, params: list[Any] | None = None) -> pa.Table:
         """Run SQL and return the result as Arrow."""
@@ -197,12 +200,20 @@ class Workspace:
         out = []
         for name, spec in TABLES.items():
             cols = spec.schema.names
-            time_col = next((c for c in ("ts_start", "ts", "first_seen", "started_at") if c in cols), None)
+            time_col = next(
+                (c for c in ("ts_start", "ts", "first_seen", "started_at") if c in cols), None
+            )
             parts = ["count(*) AS rows"]
-            parts.append(f'min("{time_col}") AS first, max("{time_col}") AS last' if time_col
-                         else "NULL AS first, NULL AS last")
-            parts.append("count(DISTINCT source_file) AS sources" if "source_file" in cols
-                         else "NULL AS sources")
+            parts.append(
+                f'min("{time_col}") AS first, max("{time_col}") AS last'
+                if time_col
+                else "NULL AS first, NULL AS last"
+            )
+            parts.append(
+                "count(DISTINCT source_file) AS sources"
+                if "source_file" in cols
+                else "NULL AS sources"
+            )
             row = self.query(f'SELECT {", ".join(parts)} FROM "{name}"').to_pylist()[0]
             out.append({"table": name, **row})
         return out
