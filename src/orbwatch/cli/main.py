@@ -105,6 +105,11 @@ def main(
     STATE.config = config
 
 
+def _emit_json(data: Any) -> None:
+    """JSON goes to stdout as is: never wrapped or styled by the terminal renderer."""
+    typer.echo(to_json(data))
+
+
 def _open(read_only: bool = False) -> Workspace:
     return Workspace.open(STATE.workspace or default_path(), read_only=read_only)
 
@@ -198,7 +203,7 @@ def _progress() -> Progress:
 
 def _print_ingest(results: list[IngestResult], as_json: bool) -> None:
     if as_json:
-        out.print(to_json([asdict(r) for r in results]))
+        _emit_json([asdict(r) for r in results])
         return
     rows = [
         (
@@ -250,7 +255,7 @@ def status(as_json: JsonOpt = False) -> None:
         rows = ws.status()
         version = ws.schema_version()
     if as_json:
-        out.print(to_json({"workspace": str(ws.path), "schema_version": version, "tables": rows}))
+        _emit_json({"workspace": str(ws.path), "schema_version": version, "tables": rows})
         return
     out.print(f"workspace {ws.path} (schema version {version})")
     out.print(
@@ -275,7 +280,7 @@ def quarantine(
             [limit],
         ).to_pylist()
     if as_json:
-        out.print(to_json(rows))
+        _emit_json(rows)
     else:
         out.print(
             table(
@@ -310,7 +315,7 @@ def intel_add(
     with _open() as ws:
         result = add_list(ws, path, name, force=force)
     if as_json:
-        out.print(to_json(asdict(result)))
+        _emit_json(asdict(result))
     else:
         out.print(
             f"{safe(result.name)}: {result.status}, {result.indicators} indicators "
@@ -333,7 +338,7 @@ def intel_list(as_json: JsonOpt = False) -> None:
             "GROUP BY list_name ORDER BY list_name"
         ).to_pylist()
     if as_json:
-        out.print(to_json(rows))
+        _emit_json(rows)
     else:
         out.print(
             table(
@@ -387,7 +392,7 @@ def detect(
         finally:
             eng.close()
     if as_json:
-        out.print(to_json([asdict(r) for r in results]))
+        _emit_json([asdict(r) for r in results])
         return
     out.print(
         table(
@@ -449,7 +454,7 @@ def alerts(
     with _open(read_only=True) as ws:
         rows = list_alerts(ws, min_severity=severity, detector=detector, limit=limit)
     if as_json:
-        out.print(to_json(rows))
+        _emit_json(rows)
         return
     out.print(
         table(
@@ -483,7 +488,7 @@ def alerts_show(
     with _open(read_only=True) as ws:
         alert = get_alert(ws, alert_id)
     if as_json:
-        out.print(to_json(alert))
+        _emit_json(alert)
         return
     out.print(
         f"{safe(alert['alert_id'])}  [{safe(alert['severity'])}]  {safe(alert['title'], 300)}"

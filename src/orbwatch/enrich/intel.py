@@ -63,8 +63,8 @@ def _parse_line(text: str) -> tuple[netaddr.Network, float | None, str] | str | 
         comment = found.group(1).strip()[:200]
         text = text[: found.start()]
     tokens = text.split()
-    if not tokens:
-        return None
+    if not tokens or [t.lower() for t in tokens[:3]] == ["start", "end", "netblock"]:
+        return None  # blank, or the column header row of DShield's block.txt
     score: float | None = None
     try:
         if len(tokens) >= 3 and tokens[2].isdigit() and "/" not in tokens[0]:
@@ -145,6 +145,13 @@ def _store(
         first_seen = dict(
             zip(old["intel_id"].to_pylist(), old["first_seen"].to_pylist(), strict=True)
         )
+        # The list's earlier loads are replaced: their quarantined lines and runs go too.
+        for table in ("quarantine", "ingest_runs"):
+            ws.con.execute(
+                f'DELETE FROM "{table}" WHERE ingest_run_id IN '
+                "(SELECT DISTINCT ingest_run_id FROM intel WHERE list_name = ?)",
+                [name],
+            )
         ws.con.execute(
             "DELETE FROM intel_buckets WHERE intel_id IN "
             "(SELECT intel_id FROM intel WHERE list_name = ?)",

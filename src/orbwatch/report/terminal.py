@@ -59,4 +59,4 @@ def _default(value: Any) -> Any:
 
 def console(stderr: bool = False) -> Console:
     """A console that never interprets markup or emoji codes in what it prints."""
-    return Console(stderr=stderr, markup=False, emoji=False, highlight=False)
+    return Console(stderr=stderr, markup=False, emoji=False, highlight=False, soft_wrap=True)

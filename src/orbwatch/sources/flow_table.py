@@ -133,6 +133,8 @@ ACTIONS = {
     "block": "deny",
 }
 DELIMITERS = ",\t;| "
+# flows columns every row must have (resolve_mapping insists that the input has them).
+REQUIRED = ("ts_start", "src_ip", "dst_ip")
 
 
 def _norm(name: str) -> str:
@@ -163,7 +165,7 @@ def resolve_mapping(columns: list[str], explicit: Mapping[str, str]) -> dict[str
                 mapping[target] = col
                 taken.add(col)
                 break
-    lacking = [c for c in ("ts_start", "src_ip", "dst_ip") if c not in mapping]
+    lacking = [c for c in REQUIRED if c not in mapping]
     if lacking:
         raise InputError(
             f"cannot find columns for {lacking} among {columns}; "
@@ -177,6 +179,10 @@ def _finish(
 ) -> Parsed:
     columns = {t: (src, table[src].combine_chunks(), TARGETS[t]) for t, src in mapping.items()}
     typed, reason = convert(columns)
+    for target in REQUIRED:
+        # A row without a time or an address (AWS "NODATA" rows: "-") is not a flow.
+        absent = pc.if_else(pc.is_null(typed[target]), f"{mapping[target]}: missing", None)
+        reason = pc.coalesce(reason, absent)
     good = pc.is_null(reason)
     rows = pa.table(typed).filter(good)
     if "protocol" in rows.column_names:

@@ -61,8 +61,19 @@ def expand_paths(names: list[str]) -> list[str]:
     return out
 
 
-def add_keys_and_direction(rows: pa.Table, internal: list[netaddr.Network]) -> pa.Table:
-    """Address keys for every address column, and (for flows) the direction of each flow."""
+def normalise_rows(rows: pa.Table, internal: list[netaddr.Network]) -> pa.Table:
+    """What every source gets for free: address keys, flow direction, a known flow end time."""
+    if "ts_start" in rows.column_names:
+        end = (
+            rows["ts_end"]
+            if "ts_end" in rows.column_names
+            else pa.nulls(rows.num_rows, rows["ts_start"].type)
+        )
+        end = pc.coalesce(end, rows["ts_start"])
+        if "ts_end" in rows.column_names:
+            rows = rows.set_column(rows.column_names.index("ts_end"), "ts_end", end)
+        else:
+            rows = rows.append_column("ts_end", end)
     for col in ("src", "dst"):
         if f"{col}_ip" in rows.column_names:
             rows = rows.append_column(f"{col}_key", netaddr.keys(rows[f"{col}_ip"]))
@@ -187,7 +198,7 @@ class Ingestor:
         times: list[pa.Array],
     ) -> None:
         if parsed.rows.num_rows:
-            rows = add_keys_and_direction(parsed.rows, self.internal)
+            rows = normalise_rows(parsed.rows, self.internal)
             rows = _provenance(rows, source.name, file, run_id)
             result.rows += self.ws.append(source.table, rows)
             time_col = "ts_start" if "ts_start" in rows.column_names else "ts"

@@ -155,6 +155,9 @@ def iter_line_batches(
             continue
         complete((carry + parts[0])[: max_bytes + 1], carry_total + len(parts[0]))
         for raw in parts[1:-1]:
+            # One chunk can hold many more lines than a batch: flush as the batch fills.
+            if len(offsets) >= batch_lines:
+                yield flush()
             complete(raw, len(raw))
         carry, carry_total = parts[-1][: max_bytes + 1], len(parts[-1])
         if len(offsets) >= batch_lines:

@@ -94,7 +94,8 @@ def _to_flows(
     }
     typed, reason = convert(columns, nulls=nulls)
     for zeek in REQUIRED:
-        absent = pc.if_else(pc.is_null(raw[zeek]), f"{zeek}: missing", None)
+        # The typed column, not the raw one: TSV carries "unset" as the text "-".
+        absent = pc.if_else(pc.is_null(typed[FIELD_MAP[zeek][0]]), f"{zeek}: missing", None)
         reason = pc.coalesce(reason, absent)
     good = pc.is_null(reason)
     rows = pa.table(typed).filter(good)
