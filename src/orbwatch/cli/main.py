@@ -207,7 +207,7 @@ def _print_ingest(results: list[IngestResult], as_json: bool) -> None:
         return
     rows = [
         (
-            r.file,
+            Path(r.file).name,
             r.format,
             r.status,
             r.rows,
@@ -221,7 +221,7 @@ def _print_ingest(results: list[IngestResult], as_json: bool) -> None:
     out.print(
         table(
             "ingest",
-            ["file", "format", "status", "rows", "quarantined", "first", "last", "s"],
+            ["file", "format", "status", "rows", "quarantined", "first record", "last record", "s"],
             rows,
         )
     )
@@ -503,9 +503,36 @@ def alerts_show(
     )
     rows = alert["evidence_rows"]
     if rows:
-        out.print(
-            table(f"records (first {len(rows)})", list(rows[0]), [tuple(r.values()) for r in rows])
-        )
+        columns = [
+            "time",
+            "src",
+            "sport",
+            "dst",
+            "dport",
+            "proto",
+            "bytes out",
+            "bytes in",
+            "action",
+            "state",
+            "file:line",
+        ]
+        cells = [
+            (
+                r["ts_start"],
+                r["src_ip"],
+                r["src_port"],
+                r["dst_ip"],
+                r["dst_port"],
+                r["protocol"],
+                r["src_bytes"],
+                r["dst_bytes"],
+                r["action"],
+                r["conn_state"],
+                f"{Path(r['source_file']).name}:{r['source_offset']}",
+            )
+            for r in rows
+        ]
+        out.print(table(f"records (first {len(rows)}; --json for full paths)", columns, cells))
 
 
 @app.command()

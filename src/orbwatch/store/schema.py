@@ -273,3 +273,26 @@ def conform(name: str, table: pa.Table) -> pa.Table:
         else:
             arrays.append(pa.nulls(table.num_rows, field.type))
     return pa.Table.from_arrays(arrays, schema=schema)
+
+
+def markdown() -> str:
+    """``docs/schema.md``: generated from the declarations above (a test keeps it in step)."""
+    lines = [
+        "# Workspace schema",
+        "",
+        f"Schema version {SCHEMA_VERSION}. Generated from `src/orbwatch/store/schema.py` by",
+        "`python -m orbwatch.store.schema > docs/schema.md`; do not edit by hand.",
+        "",
+        *[line.strip() for line in (__doc__ or "").strip().splitlines()[2:]],
+        "",
+    ]
+    for spec in TABLES.values():
+        lines += [f"## `{spec.name}`", "", spec.purpose, "", "| column | type | meaning |",
+                  "|---|---|---|"]
+        lines += [f"| `{f.name}` | {f.type} | {spec.docs[f.name]} |" for f in spec.schema]
+        lines.append("")
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    print(markdown(), end="")
