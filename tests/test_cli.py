@@ -119,7 +119,7 @@ def test_bad_config_exit_3(tmp_path: Path) -> None:
 
 def test_init_writes_a_valid_config(tmp_path: Path) -> None:
     target = tmp_path / "orbwatch.toml"
-    code, out = orbwatch(tmp_path / "ws.duckdb", "init", str(target))
+    code, _ = orbwatch(tmp_path / "ws.duckdb", "init", str(target))
     assert code == 0 and target.exists()
     assert orbwatch(tmp_path / "ws.duckdb", "init", str(target))[0] == 1  # refuses to overwrite
 

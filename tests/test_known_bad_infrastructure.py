@@ -6,13 +6,13 @@ import json
 from pathlib import Path
 
 import pytest
+from tests.scenario import build
 
 from orbwatch.config import Config
 from orbwatch.detect.base import DetectContext
 from orbwatch.detect.run import run
 from orbwatch.engines.duckdb_engine import DuckDBEngine
 from orbwatch.store.workspace import Workspace
-from tests.scenario import build
 
 
 @pytest.fixture

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pyarrow as pa
 import pytest
+from tests.scenario import build
 
 from orbwatch.config import Config
 from orbwatch.detect.base import DetectContext
@@ -22,7 +23,6 @@ from orbwatch.engines.duckdb_engine import DuckDBEngine
 from orbwatch.enrich.intel import add_list
 from orbwatch.sources.ingest import Ingestor, expand_paths
 from orbwatch.store.workspace import Workspace
-from tests.scenario import build
 
 CORPUS = Path(__file__).resolve().parents[2].parent / "shared" / "corpus"
 pytestmark = pytest.mark.spark
@@ -52,7 +52,7 @@ def _workspace(tmp: Path) -> Workspace:
                 ingestor.ingest(name)
         add_list(ws, str(CORPUS / "threat_intel/firehol/firehol_level1.netset"), "firehol_level1")
         analyst = tmp / "analyst.txt"
-        # The Android RAT's controller (Stratosphere capture README) and the RITA sample's DNS server.
+        # The Android RAT's controller (Stratosphere README) and the RITA sample's DNS server.
         analyst.write_text("147.32.83.234\n165.227.88.15\n2001:718:2:1663::/64\n", encoding="utf-8")
         add_list(ws, str(analyst), "analyst")
     return ws
