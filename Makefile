@@ -20,7 +20,7 @@ demo: $(STAMP)
 	$(BIN)/orbwatch demo --out demo-output
 
 lint: $(STAMP)
-	$(BIN)/ruff check src tests bench
+	$(BIN)/ruff check
 
 typecheck: $(STAMP)
 	$(BIN)/mypy

@@ -33,6 +33,7 @@ FEED = """\
 185.220.101.4
 91.92.93.94
 2a06:e480::/29 ; SBL301771
+::/8 ; IPv6 bogon: spans the IPv4-mapped range, must never match an IPv4 peer
 """
 
 TOR = "185.220.101.4\n"

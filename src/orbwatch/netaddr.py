@@ -20,6 +20,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 V4_MAPPED = 0xFFFF << 32
+V4_MAPPED_PREFIX = "00000000000000000000ffff"  # leading hex digits of every IPv4 key
 KEY_WIDTH = 32
 # Bucket widths for the intel index: /16 of IPv4 and /32 of IPv6, as hex digits of the key.
 V4_BUCKET_DIGITS = 28
@@ -142,16 +143,22 @@ class Network:
 def network(text: str) -> Network:
     """Parse ``a.b.c.d``, ``a.b.c.d/n``, IPv6 and IPv6/n (host bits are ignored, not an error).
 
+    An IPv4-mapped IPv6 network (``::ffff:a.b.c.d/n``, n >= 96) is the IPv4 network it maps,
+    as :func:`keys` does for addresses, so that it lands in the IPv4 index buckets.
     Raises ``ValueError`` with the reason when the text is not an address or network.
     """
+    net: ipaddress.IPv4Network | ipaddress.IPv6Network
     net = ipaddress.ip_network(text.strip(), strict=False)
+    mapped = net.network_address.ipv4_mapped if net.version == 6 else None
+    if mapped is not None and net.prefixlen >= 96:
+        net = ipaddress.ip_network(f"{mapped}/{net.prefixlen - 96}")
     start, end = _value(net.network_address), _value(net.broadcast_address)
     return Network(str(net), net.version, net.prefixlen, start, end)
 
 
 def bucket_of_key(key_column: pa.Array | pa.ChunkedArray) -> pa.Array:
     """The intel index bucket of each key: 28 digits for IPv4-mapped keys, else 8."""
-    is_v4 = pc.starts_with(key_column, "00000000000000000000ffff")
+    is_v4 = pc.starts_with(key_column, V4_MAPPED_PREFIX)
     return pc.if_else(
         is_v4,
         pc.utf8_slice_codeunits(key_column, 0, V4_BUCKET_DIGITS),

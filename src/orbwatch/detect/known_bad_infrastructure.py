@@ -56,7 +56,7 @@ from orbwatch.engines.base import memtable
 
 def _bucket(key: ir.StringValue) -> ir.StringValue:
     """The intel index bucket of an address key (see :mod:`orbwatch.netaddr`)."""
-    return key.startswith("00000000000000000000ffff").ifelse(
+    return key.startswith(netaddr.V4_MAPPED_PREFIX).ifelse(
         key.substr(0, netaddr.V4_BUCKET_DIGITS), key.substr(0, netaddr.V6_BUCKET_DIGITS)
     )
 
@@ -103,9 +103,18 @@ class KnownBadInfrastructure(Detector):
         engine = ctx.engine
         intel, buckets = engine.table("intel"), engine.table("intel_buckets")
         sides = _sides(engine.table("flows"))
-        sides = sides.filter(sides.peer_key.notnull()).mutate(bucket=_bucket(sides.peer_key))
+        sides = sides.filter(sides.peer_key.notnull()).mutate(
+            bucket=_bucket(sides.peer_key),
+            peer_v4=sides.peer_key.startswith(netaddr.V4_MAPPED_PREFIX),
+        )
         entries = intel.select(
-            "intel_id", "list_name", "indicator", "start_key", "end_key", "score"
+            "intel_id",
+            "list_name",
+            "indicator",
+            "start_key",
+            "end_key",
+            "score",
+            v4_entry=intel.family == 4,
         )
         indexed = buckets.join(entries, "intel_id")
         narrow = sides.join(
@@ -117,14 +126,17 @@ class KnownBadInfrastructure(Detector):
             ],
         )
         wide_entries = indexed.filter(indexed.bucket == netaddr.WIDE_BUCKET)
+        # IPv6 entries such as ::/8 (IPv6 bogon lists) span the IPv4-mapped keys: an entry
+        # only ever matches peers of its own family. (Narrow buckets cannot mix families.)
         wide = sides.join(
             wide_entries,
             [
+                sides.peer_v4 == wide_entries.v4_entry,
                 sides.peer_key >= wide_entries.start_key,
                 sides.peer_key <= wide_entries.end_key,
             ],
         )
-        columns = [*sides.columns, "list_name", "indicator", "score"]
+        columns = [*(c for c in sides.columns if c != "peer_v4"), "list_name", "indicator", "score"]
         hits = narrow.select(*columns).union(wide.select(*columns))
         never = memtable(netaddr.ranges_table(ctx.config.never_malicious()))
         hits = hits.anti_join(

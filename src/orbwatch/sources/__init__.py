@@ -12,9 +12,18 @@ from orbwatch.errors import InputError
 from orbwatch.sources.base import Source
 from orbwatch.sources.flow_table import FlowCsv, FlowParquet
 from orbwatch.sources.inputs import Input
+from orbwatch.sources.netflow import NetflowPcap, NetflowRaw
 from orbwatch.sources.zeek_conn import ZeekConnJson, ZeekConnTsv
 
-BUILTIN: tuple[type[Source], ...] = (ZeekConnTsv, ZeekConnJson, FlowParquet, FlowCsv)
+# Order matters for detection: binary formats with magic numbers first, the permissive CSV last.
+BUILTIN: tuple[type[Source], ...] = (
+    ZeekConnTsv,
+    ZeekConnJson,
+    FlowParquet,
+    NetflowPcap,
+    NetflowRaw,
+    FlowCsv,
+)
 
 
 def registry() -> dict[str, type[Source]]:

@@ -89,6 +89,16 @@ FLOWS = _spec(
         ),
         ("exporter", pa.string(), "Sensor, exporter or device that reported the flow."),
         ("flow_uid", pa.string(), "The source's own identifier of the flow (Zeek `uid`)."),
+        ("nat_src_ip", pa.string(), "Initiator address after NAT, when the exporter reports it."),
+        ("nat_src_port", pa.int32(), "Initiator port after NAT."),
+        ("nat_dst_ip", pa.string(), "Responder address after NAT."),
+        ("nat_dst_port", pa.int32(), "Responder port after NAT."),
+        (
+            "sampling_rate",
+            pa.int64(),
+            "1-in-N packet sampling the exporter announced (bytes and "
+            "packets are as exported: multiply by this to estimate the true volume).",
+        ),
         *_PROVENANCE,
     ],
 )
@@ -287,8 +297,14 @@ def markdown() -> str:
         "",
     ]
     for spec in TABLES.values():
-        lines += [f"## `{spec.name}`", "", spec.purpose, "", "| column | type | meaning |",
-                  "|---|---|---|"]
+        lines += [
+            f"## `{spec.name}`",
+            "",
+            spec.purpose,
+            "",
+            "| column | type | meaning |",
+            "|---|---|---|",
+        ]
         lines += [f"| `{f.name}` | {f.type} | {spec.docs[f.name]} |" for f in spec.schema]
         lines.append("")
     return "\n".join(lines)
