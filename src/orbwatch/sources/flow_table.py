@@ -291,26 +291,25 @@ class FlowCsv(Source):
             numbers = numbers[~np.isin(numbers, list(skipped))][: table.num_rows]
             next_record = int(numbers[-1]) + 1 if len(numbers) else next_record + len(skipped)
             if bad_rows:
-                yield Parsed(
-                    pa.table({}),
-                    rejects(
-                        pa.array([n for n, _, _ in bad_rows], pa.int64()),
-                        pa.array([r for _, _, r in bad_rows], pa.string()),
-                        pa.array([t for _, t, _ in bad_rows], pa.string()),
-                    ),
-                )
-                bad_rows.clear()
+                yield _bad_rows(bad_rows)
             raw_text = _rows_as_text(table, delimiter)
             yield _finish(table, mapping, pa.array(numbers), raw_text)
         if bad_rows:
-            yield Parsed(
-                pa.table({}),
-                rejects(
-                    pa.array([n for n, _, _ in bad_rows], pa.int64()),
-                    pa.array([r for _, _, r in bad_rows], pa.string()),
-                    pa.array([t for _, t, _ in bad_rows], pa.string()),
-                ),
-            )
+            yield _bad_rows(bad_rows)
+
+
+def _bad_rows(bad_rows: list[tuple[int, str, str]]) -> Parsed:
+    """Rejects for the rows the CSV reader could not split (and forget them)."""
+    parsed = Parsed(
+        pa.table({}),
+        rejects(
+            pa.array([n for n, _, _ in bad_rows], pa.int64()),
+            pa.array([r for _, _, r in bad_rows], pa.string()),
+            pa.array([t for _, t, _ in bad_rows], pa.string()),
+        ),
+    )
+    bad_rows.clear()
+    return parsed
 
 
 def _rows_as_text(table: pa.Table, delimiter: str) -> pa.Array:
