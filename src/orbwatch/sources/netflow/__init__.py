@@ -28,6 +28,7 @@ from orbwatch.sources.base import REJECT_SCHEMA, Parsed, Source, rejects
 from orbwatch.sources.inputs import Input
 from orbwatch.sources.netflow.decode import (
     DEFAULT_CACHE,
+    EXTRA_COLUMNS,
     Decoder,
     Reject,
     TemplateCache,
@@ -36,14 +37,6 @@ from orbwatch.sources.netflow.decode import (
 from orbwatch.sources.netflow.pcap import PacketProblem, UdpPayload, is_capture, iter_udp
 from orbwatch.store.schema import FLOWS
 
-EXTRA_COLUMNS = (
-    "nat_src_ip",
-    "nat_src_port",
-    "nat_dst_ip",
-    "nat_dst_port",
-    "sampling_rate",
-    "netflow_version",
-)
 FLUSH_MESSAGES = 20_000  # bounded memory: decode and hand over rows every so many messages
 RAW_EXPORTER = "unknown"
 

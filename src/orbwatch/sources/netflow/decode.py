@@ -1276,6 +1276,16 @@ TS_UNIX = pa.timestamp("us", tz="UTC")
 FIREWALL_DENY = {3}
 FIREWALL_ALLOW = {1, 2, 5}
 
+# Columns beyond the flows schema; the sources keep them when the schema declares them.
+EXTRA_COLUMNS = (
+    "nat_src_ip",
+    "nat_src_port",
+    "nat_dst_ip",
+    "nat_dst_port",
+    "sampling_rate",
+    "netflow_version",
+)
+
 FLOW_COLUMNS = (
     "ts_start",
     "ts_end",
@@ -1296,12 +1306,7 @@ FLOW_COLUMNS = (
     "exporter",
     "flow_uid",
     "source_offset",
-    "nat_src_ip",
-    "nat_src_port",
-    "nat_dst_ip",
-    "nat_dst_port",
-    "sampling_rate",
-    "netflow_version",
+    *EXTRA_COLUMNS,
 )
 FLOWS_SCHEMA = pa.schema(
     [
