@@ -182,7 +182,7 @@ def in_ranges(key_column: pa.Array | pa.ChunkedArray, ranges: list[Network]) -> 
     """Boolean mask: which keys fall in any of ``ranges`` (vectorised per range)."""
     if isinstance(key_column, pa.ChunkedArray):
         key_column = key_column.combine_chunks()
-    mask = pa.array([False] * len(key_column), pa.bool_())
+    mask = pa.repeat(False, len(key_column))
     for net in ranges:
         inside = pc.and_(
             pc.greater_equal(key_column, net.start_key), pc.less_equal(key_column, net.end_key)

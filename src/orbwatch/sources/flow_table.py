@@ -201,7 +201,7 @@ def _finish(
             rows.column_names.index("action"), "action", pc.fill_null(mapped, "unknown")
         )
     else:
-        rows = rows.append_column("action", pa.array(["unknown"] * rows.num_rows, pa.string()))
+        rows = rows.append_column("action", pa.repeat("unknown", rows.num_rows))
     if "ts_end" not in rows.column_names and "duration_s" in rows.column_names:
         micros = pc.cast(
             pc.round(pc.multiply(pc.fill_null(rows["duration_s"], 0.0), 1e6)), pa.int64()
@@ -315,7 +315,7 @@ def _bad_rows(bad_rows: list[tuple[int, str, str]]) -> Parsed:
 def _rows_as_text(table: pa.Table, delimiter: str) -> pa.Array:
     """The rows joined back into text, so a rejected row is kept as the analyst would see it."""
     if table.num_columns == 0:
-        return pa.array([""] * table.num_rows, pa.string())
+        return pa.repeat("", table.num_rows)
     cols = [pc.fill_null(table[c].combine_chunks(), "") for c in table.column_names]
     return pc.binary_join_element_wise(*cols, delimiter)
 

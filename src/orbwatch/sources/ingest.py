@@ -92,7 +92,7 @@ def normalise_rows(rows: pa.Table, internal: list[netaddr.Network]) -> pa.Table:
 def _provenance(table: pa.Table, fmt: str, file: str, run_id: str) -> pa.Table:
     n = table.num_rows
     for name, value in (("source_format", fmt), ("source_file", file), ("ingest_run_id", run_id)):
-        table = table.append_column(name, pa.array([value] * n, pa.string()))
+        table = table.append_column(name, pa.repeat(value, n))
     return table
 
 

@@ -88,7 +88,7 @@ def _to_flows(
     missing = [f for f in REQUIRED if f not in raw]
     if missing:
         reason = f"conn.log record lacks required field(s) {', '.join(missing)}"
-        return Parsed(pa.table({}), rejects(offsets, pa.array([reason] * n, pa.string()), lines))
+        return Parsed(pa.table({}), rejects(offsets, pa.repeat(reason, n), lines))
     columns = {
         out: (zeek, raw[zeek], kind) for zeek, (out, kind) in FIELD_MAP.items() if zeek in raw
     }
@@ -109,7 +109,7 @@ def _to_flows(
     ts_end = pc.cast(pc.add(start_us, micros), pa.timestamp("us", tz="UTC"))
     rows = rows.append_column("ts_end", ts_end)
     rows = rows.append_column("source_offset", offsets.filter(good))
-    rows = rows.append_column("action", pa.array(["unknown"] * rows.num_rows, pa.string()))
+    rows = rows.append_column("action", pa.repeat("unknown", rows.num_rows))
     if "protocol" in rows.column_names:
         rows = rows.set_column(
             rows.column_names.index("protocol"), "protocol", pc.utf8_lower(rows["protocol"])
@@ -162,7 +162,7 @@ class ZeekConnTsv(Source):
             return Parsed(pa.table({}), rejects(offsets[:0], pa.array([], pa.string()), lines[:0]))
         offsets, lines = offsets.filter(pc.invert(blank)), lines.filter(pc.invert(blank))
         if header.fields is None:
-            reason = pa.array(["data line before any #fields header"] * len(lines), pa.string())
+            reason = pa.repeat("data line before any #fields header", len(lines))
             return Parsed(pa.table({}), rejects(offsets, reason, lines))
         parts = pc.split_pattern(lines, header.separator)
         counts = pc.list_value_length(parts)
@@ -233,7 +233,7 @@ class ZeekConnJson(Source):
         bad_offsets = offsets.filter(invalid)
         not_json = rejects(
             bad_offsets,
-            pa.array(["not a JSON object"] * len(bad_offsets), pa.string()),
+            pa.repeat("not a JSON object", len(bad_offsets)),
             lines.filter(invalid),
         )
         good = result.filter(valid)
