@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -122,33 +123,44 @@ def public_ips(rng: np.random.Generator, n: int) -> np.ndarray:
     return np.unique(text)[:n]
 
 
-def _block(
-    rng: np.random.Generator,
-    n: int,
-    ts: np.ndarray,
-    src: np.ndarray,
-    dst: np.ndarray,
-    dport: int | np.ndarray,
-    proto: str,
-    service: str,
-    orig: np.ndarray,
-    resp: np.ndarray,
-    state: str,
-) -> dict[str, np.ndarray]:
+@dataclass
+class Traffic:
+    """One kind of traffic of the simulated organisation, drawn as a block of Zeek rows."""
+
+    what: str
+    count: int
+    src: np.ndarray  # initiators: drawn at random, or taken in turn when ``src_in_turn``
+    dst: np.ndarray  # responders, drawn at random
+    port: int | list[int]  # responder port, or ports to draw from
+    orig: tuple[int, int]  # bytes sent by the initiator: [low, high)
+    resp: tuple[int, int]  # bytes answered: [low, high); (0, 0) means never answered
+    service: str = "-"
+    proto: str = "tcp"
+    office_hours: bool = False
+    times: np.ndarray | None = None  # fixed start times (beacons) instead of random ones
+    src_in_turn: bool = False
+
+
+def _block(rng: np.random.Generator, kind: Traffic) -> dict[str, np.ndarray]:
     """One kind of traffic as Zeek columns (vectorised)."""
+    n = kind.count
+    orig = rng.integers(*kind.orig, n)
+    resp = rng.integers(*kind.resp, n) if kind.resp[1] else np.zeros(n, int)
     answered = resp > 0
     return {
-        "ts": ts,
-        "id.orig_h": src,
+        "ts": _times(rng, n, kind.office_hours) if kind.times is None else kind.times,
+        "id.orig_h": np.resize(kind.src, n) if kind.src_in_turn else rng.choice(kind.src, n),
         "id.orig_p": rng.integers(1024, 65535, n),
-        "id.resp_h": dst,
-        "id.resp_p": np.broadcast_to(dport, n),
-        "proto": np.full(n, proto),
-        "service": np.full(n, service),
+        "id.resp_h": rng.choice(kind.dst, n),
+        "id.resp_p": rng.choice(kind.port, n)
+        if isinstance(kind.port, list)
+        else np.full(n, kind.port),
+        "proto": np.full(n, kind.proto),
+        "service": np.full(n, kind.service),
         "duration": np.round(rng.exponential(20, n), 6),
         "orig_bytes": orig,
         "resp_bytes": resp,
-        "conn_state": np.where(answered, "SF", state),
+        "conn_state": np.where(answered, "SF", "S0"),
         "orig_pkts": np.maximum(1, orig // 500),
         "resp_pkts": resp // 500 + answered,
     }
@@ -167,120 +179,86 @@ def simulate(seed: int) -> tuple[pa.Table, dict[str, list[str]]]:
     cameras = np.array([f"10.20.0.{i}" for i in range(10, 20)])
     saas, scanners, homes = public_ips(rng, 150), public_ips(rng, 400), public_ips(rng, 40)
     relays, c2 = public_ips(rng, 60), public_ips(rng, 3)
-    blocks = []
-    n = 12_000  # SaaS and CDN sessions from workstations
-    blocks.append(
-        _block(
-            rng,
-            n,
-            _times(rng, n, True),
-            rng.choice(workstations, n),
-            rng.choice(saas, n),
+    gateway, dns, relay_camera = np.array([VPN_GATEWAY]), np.array(["10.10.2.53"]), cameras[5:6]
+    beacons = DAYS * 288 * 2  # two cameras, one beacon every ~5 minutes each
+    kinds = [
+        Traffic(
+            "SaaS and CDN sessions",
+            12_000,
+            workstations,
+            saas,
             443,
-            "tcp",
+            (500, 20_000),
+            (2_000, 500_000),
             "ssl",
-            rng.integers(500, 20_000, n),
-            rng.integers(2_000, 500_000, n),
-            "SF",
-        )
-    )
-    n = 6_000  # DNS
-    blocks.append(
-        _block(
-            rng,
-            n,
-            _times(rng, n, True),
-            rng.choice(workstations, n),
-            np.full(n, "10.10.2.53"),
+            office_hours=True,
+        ),
+        Traffic(
+            "DNS",
+            6_000,
+            workstations,
+            dns,
             53,
-            "udp",
+            (40, 80),
+            (60, 300),
             "dns",
-            rng.integers(40, 80, n),
-            rng.integers(60, 300, n),
-            "SF",
-        )
-    )
-    n = 600  # remote workers on the VPN
-    blocks.append(
-        _block(
-            rng,
-            n,
-            _times(rng, n, True),
-            rng.choice(homes, n),
-            np.full(n, VPN_GATEWAY),
+            "udp",
+            office_hours=True,
+        ),
+        Traffic(
+            "remote workers on the VPN",
+            600,
+            homes,
+            gateway,
             443,
-            "tcp",
+            (50_000, 5_000_000),
+            (100_000, 9_000_000),
             "ssl",
-            rng.integers(50_000, 5_000_000, n),
-            rng.integers(100_000, 9_000_000, n),
-            "SF",
-        )
-    )
-    n = 3_000  # background scanning of the edge: mostly unanswered
-    blocks.append(
-        _block(
-            rng,
-            n,
-            _times(rng, n, False),
-            rng.choice(scanners, n),
-            np.full(n, VPN_GATEWAY),
-            rng.choice([22, 23, 443, 8080, 8443], n),
-            "tcp",
-            "-",
-            np.zeros(n, int),
-            np.zeros(n, int),
-            "S0",
-        )
-    )
-    n = 180  # password spray through relays: few attempts per relay, TLS answered
-    blocks.append(
-        _block(
-            rng,
-            n,
-            _times(rng, n, False),
-            rng.choice(relays, n),
-            np.full(n, VPN_GATEWAY),
+            office_hours=True,
+        ),
+        Traffic(
+            "background scanning of the edge",
+            3_000,
+            scanners,
+            gateway,
+            [22, 23, 443, 8080, 8443],
+            (0, 1),
+            (0, 0),
+        ),
+        Traffic(
+            "password spray through relays: few attempts per relay",
+            180,
+            relays,
+            gateway,
             443,
-            "tcp",
+            (1_500, 2_500),
+            (3_000, 5_000),
             "ssl",
-            rng.integers(1_500, 2_500, n),
-            rng.integers(3_000, 5_000, n),
-            "SF",
-        )
-    )
-    n = DAYS * 288 * 2  # two cameras beacon to C2 relays every ~5 minutes
-    beacon_ts = START.timestamp() + np.arange(n // 2).repeat(2) * 300 + rng.normal(0, 4, n)
-    blocks.append(
-        _block(
-            rng,
-            n,
-            beacon_ts,
-            np.tile(cameras[:2], n // 2),
-            rng.choice(c2, n),
+        ),
+        Traffic(
+            "cameras beaconing to C2 relays",
+            beacons,
+            cameras[:2],
+            c2,
             7777,
-            "tcp",
-            "-",
-            rng.integers(200, 260, n),
-            rng.integers(90, 120, n),
-            "SF",
-        )
-    )
-    n = 400  # a camera enrolled as relay: relays connect in on the SOCKS port
-    blocks.append(
-        _block(
-            rng,
-            n,
-            _times(rng, n, False),
-            rng.choice(relays, n),
-            np.full(n, cameras[5]),
+            (200, 260),
+            (90, 120),
+            src_in_turn=True,
+            times=START.timestamp()
+            + np.arange(beacons // 2).repeat(2) * 300
+            + rng.normal(0, 4, beacons),
+        ),
+        Traffic(
+            "relays using an enrolled camera's SOCKS port",
+            400,
+            relays,
+            relay_camera,
             11288,
-            "tcp",
-            "-",
-            rng.integers(2_000, 60_000, n),
-            rng.integers(2_000, 60_000, n),
-            "SF",
-        )
-    )
+            (2_000, 60_000),
+            (2_000, 60_000),
+        ),
+    ]
+    blocks = [_block(rng, kind) for kind in kinds]
     rows = {k: np.concatenate([b[k] for b in blocks]) for k in blocks[0]}
     order = np.argsort(rows["ts"], kind="stable")
     rows = {k: v[order] for k, v in rows.items()}
