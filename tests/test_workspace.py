@@ -110,3 +110,17 @@ def test_ddl_is_derived_from_the_arrow_schema() -> None:
     assert create_table_sql("intel_buckets") == (
         'CREATE TABLE IF NOT EXISTS "intel_buckets" ("intel_id" VARCHAR, "bucket" VARCHAR)'
     )
+
+
+def test_version_1_workspace_gains_the_tables_and_columns_added_since(tmp_path: Path) -> None:
+    path = tmp_path / "ws.duckdb"
+    _old_workspace(path)
+    con = duckdb.connect(str(path))
+    con.execute("DROP TABLE ip_info")
+    con.execute("ALTER TABLE alerts DROP COLUMN updated_at")
+    con.close()
+    with Workspace.open(path) as ws:
+        assert ws.schema_version() == schema.SCHEMA_VERSION
+        assert ws.count("ip_info") == 0
+        assert ws.table("alerts").column_names == schema.TABLES["alerts"].schema.names
+        assert ws.count("alerts") == 1

@@ -24,7 +24,7 @@ from dataclasses import dataclass
 
 import pyarrow as pa
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 
 TS = pa.timestamp("us", tz="UTC")
 
@@ -184,6 +184,33 @@ INTEL_BUCKETS = _spec(
     ],
 )
 
+IP_INFO = _spec(
+    "ip_info",
+    "What is known about each address seen in `flows`, `logins` and `intel`: where it is, "
+    "which network owns it and what kind of network that is. Filled by `orbwatch enrich` "
+    "(and before detection); detectors join it on `ip_key`.",
+    [
+        ("ip_key", pa.string(), "Address key (join column)."),
+        ("ip", pa.string(), "Address as text."),
+        ("country", pa.string(), "ISO 3166-1 alpha-2 country code, upper case."),
+        ("region", pa.string(), "Region or state, when the database has it."),
+        ("city", pa.string(), "City, when the database has it."),
+        ("latitude", pa.float64(), "Latitude in degrees (city, else country centroid)."),
+        ("longitude", pa.float64(), "Longitude in degrees."),
+        ("asn", pa.int64(), "Autonomous system number."),
+        ("as_org", pa.string(), "Name of the organisation that owns the AS."),
+        (
+            "net_class",
+            pa.string(),
+            "`corporate`, `residential`, `mobile`, `hosting`, `vpn`, `tor`, `private` or "
+            "`unknown` (see docs/enrichment.md for how each is decided).",
+        ),
+        ("geo_db", pa.string(), "Database (and its date) that gave the location."),
+        ("asn_db", pa.string(), "Database (and its date) that gave the ASN."),
+        ("enriched_at", TS, "When this row was computed."),
+    ],
+)
+
 ALERTS = _spec(
     "alerts",
     "One explained finding of a detector, aggregated over the evidence that supports it.",
@@ -258,7 +285,17 @@ INGEST_RUNS = _spec(
 
 TABLES: dict[str, TableSpec] = {
     spec.name: spec
-    for spec in (FLOWS, LOGINS, ASSETS, INTEL, INTEL_BUCKETS, ALERTS, QUARANTINE, INGEST_RUNS)
+    for spec in (
+        FLOWS,
+        LOGINS,
+        ASSETS,
+        IP_INFO,
+        INTEL,
+        INTEL_BUCKETS,
+        ALERTS,
+        QUARANTINE,
+        INGEST_RUNS,
+    )
 }
 
 

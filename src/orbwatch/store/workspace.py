@@ -43,9 +43,14 @@ _DUCKDB_TYPES: dict[pa.DataType, str] = {
 }
 
 
+def duckdb_type(arrow_type: pa.DataType) -> str:
+    """The DuckDB column type that stores ``arrow_type``."""
+    return _DUCKDB_TYPES[arrow_type]
+
+
 def create_table_sql(name: str) -> str:
     """DuckDB DDL for workspace table ``name``, derived from its Arrow schema."""
-    columns = ", ".join(f'"{f.name}" {_DUCKDB_TYPES[f.type]}' for f in TABLES[name].schema)
+    columns = ", ".join(f'"{f.name}" {duckdb_type(f.type)}' for f in TABLES[name].schema)
     return f'CREATE TABLE IF NOT EXISTS "{name}" ({columns})'
 
 
