@@ -6,13 +6,17 @@ entry point names a ``Source`` subclass.
 
 from __future__ import annotations
 
+import re
 from importlib.metadata import entry_points
 
 from orbwatch.errors import InputError
+from orbwatch.sources.auth import AUTH_SOURCES
 from orbwatch.sources.base import Source
+from orbwatch.sources.firewall import FIREWALL_SOURCES
 from orbwatch.sources.flow_table import FlowCsv, FlowParquet
 from orbwatch.sources.inputs import Input
-from orbwatch.sources.netflow import NetflowPcap, NetflowRaw
+from orbwatch.sources.netflow import NetflowPcap, NetflowRaw, Nfcapd
+from orbwatch.sources.vpn import VPN_SOURCES
 from orbwatch.sources.zeek_conn import ZeekConnJson, ZeekConnTsv
 
 # Order matters for detection: binary formats with magic numbers first, the permissive CSV last.
@@ -22,6 +26,10 @@ BUILTIN: tuple[type[Source], ...] = (
     FlowParquet,
     NetflowPcap,
     NetflowRaw,
+    Nfcapd,
+    *AUTH_SOURCES,
+    *VPN_SOURCES,
+    *FIREWALL_SOURCES,
     FlowCsv,
 )
 
@@ -35,11 +43,21 @@ def registry() -> dict[str, type[Source]]:
     return found
 
 
+# An INI file (a rule-test or config file: "[section]" then "key = value" lines) holds log
+# lines as values at most; no log format is detected in it.
+_INI = re.compile(rb"\A(?:\s*[;#][^\n]*\n)*\s*\[[^\]\n]+\][ \t]*\r?\n\s*[\w .-]+?\s*=")
+
+
 def detect_format(inp: Input) -> type[Source]:
     """The first registered format whose ``sniff`` accepts the input's first bytes."""
     head = inp.head()
     if not head.strip():
         raise InputError(f"{inp.display}: empty input, nothing to ingest")
+    if _INI.match(head):
+        raise InputError(
+            f"{inp.display}: an INI file ([section] and key = value lines), not a log; "
+            "pass --format to read it as one anyway"
+        )
     for cls in registry().values():
         if cls.sniff(head, inp.display):
             return cls

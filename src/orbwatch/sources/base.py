@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections.abc import Iterator, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import ClassVar, Literal
 
 import pyarrow as pa
@@ -35,10 +35,16 @@ MAX_FIELD_CHARS = 1_024
 
 @dataclass
 class Parsed:
-    """One batch of a source's output."""
+    """One batch of a source's output.
+
+    ``skipped`` counts records the format understood but that have no row in the target table
+    (an sshd "Server listening" line in an auth log), by reason: they are neither data nor
+    damage, so they are counted rather than quarantined, and never dropped silently.
+    """
 
     rows: pa.Table
     rejects: pa.Table
+    skipped: dict[str, int] = field(default_factory=dict)
 
 
 class Source(ABC):
@@ -116,6 +122,8 @@ def _as_time(col: pa.Array) -> tuple[pa.Array, pa.Array]:
     iso_text = pc.replace_substring_regex(
         pc.if_else(iso_ok, pc.utf8_trim_whitespace(col), None), r"^(\S+) (\S+)$", r"\1T\2"
     )
+    # Windows writes 7 fraction digits, some exporters 9: keep the microseconds Arrow stores.
+    iso_text = pc.replace_substring_regex(iso_text, r"(\.\d{6})\d+", r"\1")
     iso_text = pc.if_else(
         pc.match_substring_regex(iso_text, r"(Z|[+-]\d\d:?\d\d)$"),
         iso_text,

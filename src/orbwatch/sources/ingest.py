@@ -39,6 +39,7 @@ class IngestResult:
     rows: int = 0
     quarantined: int = 0
     reasons: dict[str, int] = field(default_factory=dict)
+    skipped: dict[str, int] = field(default_factory=dict)
     first_ts: dt.datetime | None = None
     last_ts: dt.datetime | None = None
     seconds: float = 0.0
@@ -89,7 +90,11 @@ def normalise_rows(rows: pa.Table, internal: list[netaddr.Network]) -> pa.Table:
     return rows
 
 
-def _provenance(table: pa.Table, fmt: str, file: str, run_id: str) -> pa.Table:
+def provenance(table: pa.Table, fmt: str, file: str, run_id: str) -> pa.Table:
+    """Rows with the columns that say where they came from (format, file, ingest run).
+
+    Public because the live collectors write their micro-batches with the same provenance.
+    """
     n = table.num_rows
     for name, value in (("source_format", fmt), ("source_file", file), ("ingest_run_id", run_id)):
         table = table.append_column(name, pa.repeat(value, n))
@@ -112,8 +117,13 @@ class Ingestor:
         force: bool = False,
         mapping: Mapping[str, str] | None = None,
         on_rows: Callable[[int], None] | None = None,
+        year: int | None = None,
     ) -> IngestResult:
-        """Load one input (path or ``-``). Problems with the input raise :class:`InputError`."""
+        """Load one input (path or ``-``). Problems with the input raise :class:`InputError`.
+
+        ``year`` is the year of the first year-less syslog stamp of the input (default: from the
+        file's modification time, see docs/logs.md).
+        """
         started = time.monotonic()
         inp = Input.open(name)
         try:
@@ -129,7 +139,11 @@ class Ingestor:
                 return result
             if mapping and not cls.accepts_mapping:
                 raise InputError(f"{name}: --map does not apply to format {cls.name}")
-            source = cls(mapping=mapping) if cls.accepts_mapping else cls()  # type: ignore[call-arg]
+            if getattr(cls, "accepts_clock", False):
+                # Syslog line formats: zone of year-less stamps and the year hint.
+                source = cls(timezone=self.config.syslog_timezone, year=year)  # type: ignore[call-arg]
+            else:
+                source = cls(mapping=mapping) if cls.accepts_mapping else cls()  # type: ignore[call-arg]
             self._load(inp, source, result, previous, on_rows)
         finally:
             inp.close()
@@ -199,21 +213,23 @@ class Ingestor:
     ) -> None:
         if parsed.rows.num_rows:
             rows = normalise_rows(parsed.rows, self.internal)
-            rows = _provenance(rows, source.name, file, run_id)
+            rows = provenance(rows, source.name, file, run_id)
             result.rows += self.ws.append(source.table, rows)
             time_col = "ts_start" if "ts_start" in rows.column_names else "ts"
             if time_col in rows.column_names:
                 times.append(rows[time_col].combine_chunks())
+        for reason, count in parsed.skipped.items():
+            result.skipped[reason] = result.skipped.get(reason, 0) + count
         if parsed.rejects.num_rows:
-            rej = _provenance(parsed.rejects, source.name, file, run_id)
+            rej = provenance(parsed.rejects, source.name, file, run_id)
             result.quarantined += self.ws.append("quarantine", rej)
-            counts = pc.value_counts(_reason_kind(rej["reason"]))
+            counts = pc.value_counts(reason_kind(rej["reason"]))
             for item in counts.to_pylist():
                 result.reasons[item["values"]] = (
                     result.reasons.get(item["values"], 0) + item["counts"]
                 )
 
 
-def _reason_kind(reasons: pa.ChunkedArray) -> pa.Array:
+def reason_kind(reasons: pa.ChunkedArray) -> pa.Array:
     """Reasons with quoted values removed, so that counts group by kind of problem."""
     return pc.replace_substring_regex(reasons, r"^([^:]+): .* (is not a valid .*)$", r"\1 \2")
