@@ -241,3 +241,35 @@ def test_bad_name_and_empty_list_are_refused(workspace: Workspace, tmp_path: Pat
     with pytest.raises(InputError, match="no such file"):
         add_list(workspace, str(tmp_path / "missing.txt"), "missing")
     assert workspace.count("intel") == 0
+
+
+def test_cli_intel_commands_and_blocklist(tmp_path: Path) -> None:
+    import json
+
+    from typer.testing import CliRunner
+
+    from orbwatch.cli.main import app
+
+    runner = CliRunner()
+    ws = tmp_path / "ws.duckdb"
+
+    def orbwatch(*args: str) -> tuple[int, str]:
+        result = runner.invoke(app, ["--workspace", str(ws), *args], env={"COLUMNS": "200"})
+        return result.exit_code, result.output
+
+    feed = tmp_path / "feed.csv"
+    feed.write_text("ip,last_seen\n45.9.148.10,2026-11-20\n91.92.93.94,2020-01-01\nbad,\n")
+    code, out = orbwatch("intel", "add", str(feed), "--name", "relays", "--class", "vps-relay")
+    assert code == 1  # one quarantined record
+    assert "relays: loaded (csv), 2 indicators" in out and "1 quarantined" in out
+    code, out = orbwatch("intel", "stats", "--json")
+    (by_list,) = json.loads(out)["by_list"]
+    assert (by_list["live"], by_list["expired"]) == (1, 1)
+    code, out = orbwatch("blocklist", "export", "--format", "plain")
+    assert code == 0 and "45.9.148.10/32 ; expires " in out and "91.92.93.94" not in out
+    code, out = orbwatch("intel", "expire", "--json")
+    assert [r["indicator"] for r in json.loads(out)] == ["91.92.93.94/32"]
+    code, out = orbwatch("intel", "list", "--json")
+    assert json.loads(out)[0]["indicators"] == 1
+    code, out = orbwatch("intel", "add", "--name", "x")
+    assert code == 2 and "give one feed" in out

@@ -5,9 +5,10 @@ from __future__ import annotations
 from importlib.metadata import entry_points
 
 from orbwatch.detect.base import Detector
+from orbwatch.detect.intel_neighbourhood import IntelNeighbourhood
 from orbwatch.detect.known_bad_infrastructure import KnownBadInfrastructure
 
-BUILTIN: tuple[type[Detector], ...] = (KnownBadInfrastructure,)
+BUILTIN: tuple[type[Detector], ...] = (KnownBadInfrastructure, IntelNeighbourhood)
 
 
 def detectors() -> dict[str, type[Detector]]:

@@ -1,0 +1,1 @@
+"""Writing what orbwatch knows in formats other tools consume (blocklists)."""
