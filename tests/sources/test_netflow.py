@@ -671,3 +671,15 @@ def test_v9_bulk_matches_per_record_semantics() -> None:
         "packetDeltaCount": 2**33 + 5,
         "sourceIPv4Address": "1.2.3.4",
     }
+
+
+def test_v5_from_two_exporters_in_one_flush(netflow_dir: Path) -> None:
+    """v5 shares one template object: records must keep their own exporter (and times)."""
+    v5 = (LOGSTASH / "mikrotik" / "netflow5_test_microtik.dat").read_bytes()
+    juniper = (LOGSTASH / "juniper" / "netflow5_test_juniper_mx80.dat").read_bytes()
+    decoder = Decoder(TemplateCache())
+    decoder.feed(v5, "192.0.2.1")
+    decoder.feed(juniper, "192.0.2.2")
+    flows = batches_to_flows(decoder.flush(), decoder.cache)
+    exporters = collections.Counter(flows["exporter"].to_pylist())
+    assert exporters == {"192.0.2.1": 30, "192.0.2.2": 29}

@@ -1,4 +1,4 @@
-"""NetFlow v5/v9 and IPFIX as ``flows`` sources: captures of export traffic and raw messages.
+"""NetFlow v1/v5/v7/v9 and IPFIX as ``flows`` sources: captures of export traffic and raw messages.
 
 Edge routers and firewalls (the devices ORB networks hijack) are usually only visible through
 the flows they export, so orbwatch reads flow exports directly:
@@ -24,11 +24,13 @@ from typing import ClassVar
 
 import pyarrow as pa
 
+from orbwatch.errors import InputError
 from orbwatch.sources.base import REJECT_SCHEMA, Parsed, Source, rejects
 from orbwatch.sources.inputs import Input
 from orbwatch.sources.netflow.decode import (
     DEFAULT_CACHE,
     EXTRA_COLUMNS,
+    FIXED_FORMATS,
     Decoder,
     Reject,
     TemplateCache,
@@ -41,7 +43,8 @@ FLUSH_MESSAGES = 20_000  # bounded memory: decode and hand over rows every so ma
 RAW_EXPORTER = "unknown"
 
 
-def _reject_table(items: list[Reject]) -> pa.Table:
+def reject_table(items: list[Reject]) -> pa.Table:
+    """Decoder rejects as a quarantine table (offset, reason, raw bytes as hex)."""
     if not items:
         return REJECT_SCHEMA.empty_table()
     return rejects(
@@ -49,6 +52,14 @@ def _reject_table(items: list[Reject]) -> pa.Table:
         pa.array([r.reason for r in items], pa.string()),
         pa.array([r.raw for r in items], pa.string()),
     )
+
+
+def flow_columns(rows: pa.Table, keep_extra: bool = False) -> pa.Table:
+    """The decoder's columns that the ``flows`` schema declares (plus the extra ones if asked)."""
+    keep = set(FLOWS.schema.names)
+    if keep_extra:
+        keep.update(EXTRA_COLUMNS)
+    return rows.select([c for c in rows.column_names if c in keep])
 
 
 class _NetflowSource(Source):
@@ -69,10 +80,7 @@ class _NetflowSource(Source):
         self.decoder = Decoder(self.cache)
 
     def _columns(self, rows: pa.Table) -> pa.Table:
-        keep = set(FLOWS.schema.names)
-        if self.keep_extra:
-            keep.update(EXTRA_COLUMNS)
-        return rows.select([c for c in rows.column_names if c in keep])
+        return flow_columns(rows, self.keep_extra)
 
     def _output(self, extra_rejects: list[Reject] | None = None, final: bool = False) -> Parsed:
         if final:
@@ -81,7 +89,7 @@ class _NetflowSource(Source):
         found = self.decoder.take_rejects()
         if extra_rejects:
             found = sorted([*extra_rejects, *found], key=lambda r: r.offset)
-        return Parsed(rows, _reject_table(found))
+        return Parsed(rows, reject_table(found), self.decoder.take_skipped())
 
     @property
     def stats(self) -> dict[str, int]:
@@ -95,7 +103,7 @@ class NetflowPcap(_NetflowSource):
     """NetFlow v5/v9/IPFIX export packets in a pcap or pcapng capture (any UDP port)."""
 
     name: ClassVar[str] = "netflow_pcap"
-    description: ClassVar[str] = "NetFlow v5/v9/IPFIX export packets in a pcap/pcapng capture"
+    description: ClassVar[str] = "NetFlow v1/v5/v7/v9/IPFIX export packets in a pcap/pcapng capture"
 
     @classmethod
     def sniff(cls, head: bytes, filename: str) -> bool:
@@ -133,7 +141,7 @@ class NetflowRaw(_NetflowSource):
     """One raw NetFlow/IPFIX export message per file (a UDP payload without headers)."""
 
     name: ClassVar[str] = "netflow_raw"
-    description: ClassVar[str] = "one raw NetFlow v5/v9/IPFIX export message (UDP payload)"
+    description: ClassVar[str] = "one raw NetFlow v1/v5/v7/v9/IPFIX export message (UDP payload)"
 
     @classmethod
     def sniff(cls, head: bytes, filename: str) -> bool:
@@ -147,13 +155,47 @@ class NetflowRaw(_NetflowSource):
         yield self._output(final=True)
 
 
+NFCAPD_MAGIC = b"\x0c\xa5"  # 0xA50C, little-endian, then the layout version (1 or 2)
+
+
+class Nfcapd(Source):
+    """nfdump's nfcapd files: recognised, and refused with how to convert them.
+
+    No well-kept Python reader of the nfcapd format exists (see docs/netflow.md), and its
+    layout changes between nfdump releases (1.6 layout 1, 1.7 layout 2, optional LZO/LZ4/ZSTD
+    blocks), so orbwatch asks nfdump itself to write CSV, which ``flow_csv`` reads.
+    """
+
+    name: ClassVar[str] = "nfcapd"
+    table: ClassVar[str] = "flows"
+    description: ClassVar[str] = "nfdump nfcapd file: not read, convert with nfdump -o csv"
+
+    @classmethod
+    def sniff(cls, head: bytes, filename: str) -> bool:
+        return head[:2] == NFCAPD_MAGIC and head[2:4] in (b"\x01\x00", b"\x02\x00")
+
+    def parse(self, inp: Input) -> Iterator[Parsed]:
+        layout = int.from_bytes(inp.head(4)[2:4], "little")
+        raise InputError(
+            f"{inp.display}: nfdump nfcapd file (layout {layout}) cannot be read directly; "
+            f"convert it with `nfdump -r {inp.display} -o csv > flows.csv` and ingest the CSV "
+            "(format flow_csv)"
+        )
+
+
 def plausible_message(data: bytes) -> bool:
-    """Does ``data`` start like a NetFlow v5, v9 or IPFIX message whose lengths add up?"""
+    """Does ``data`` start like a NetFlow v1/v5/v7/v9 or IPFIX message whose lengths add up?"""
     if len(data) < 20:
         return False
     version, count = struct.unpack_from(">HH", data)
+    if version in (1, 7):
+        # "\x00\x01" starts many binary files: only a message of exactly its records counts.
+        fixed = FIXED_FORMATS[version]
+        size = fixed.header.size + fixed.template.record_len * count
+        return 1 <= count <= fixed.max_records and len(data) in (size, size + (-size % 4))
     if version == 5:
-        return bool(1 <= count <= 30 and 24 + 48 * count <= len(data))
+        # Even a v5 header whose count is wrong: the decoder quarantines it with the reason.
+        return data[:2] == b"\x00\x05"
     if version == 9:
         set_id, length = struct.unpack_from(">HH", data, 20) if len(data) >= 24 else (1, 0)
         return bool((set_id in (0, 1) or set_id >= 256) and 4 <= length <= len(data) - 20)
@@ -171,6 +213,9 @@ __all__ = [
     "EXTRA_COLUMNS",
     "NetflowPcap",
     "NetflowRaw",
+    "Nfcapd",
     "TemplateCache",
+    "flow_columns",
     "plausible_message",
+    "reject_table",
 ]

@@ -1,4 +1,4 @@
-"""Decoding NetFlow v5, NetFlow v9 (RFC 3954) and IPFIX (RFC 7011/7012) export messages.
+"""Decoding NetFlow v1/v5/v7, NetFlow v9 (RFC 3954) and IPFIX (RFC 7011/7012) export messages.
 
 Routers, firewalls and SOHO gateways report traffic as flow export messages; an ORB node shows
 up in them long before anyone looks at the device itself. This module turns export messages
@@ -15,7 +15,11 @@ Design, and why:
   so it is decoded with one ``np.frombuffer`` over a structured dtype built from the template.
   Better still, sets of the same template from many messages are concatenated and decoded in one
   call at :meth:`Decoder.flush`; Python only walks message and set headers. Only templates with
-  variable-length fields (IPFIX length 255/0xFFFF) go through a per-record path.
+  variable-length fields (IPFIX length 255/0xFFFF) go through a per-record path. The fixed
+  layouts of v1, v5 and v7 are templates too (:data:`FIXED_FORMATS`), so they share that path.
+* **Columns on demand.** A batch's columns are converted from the raw view when first read
+  (:mod:`orbwatch.sources.netflow.columns`): mapping onto ``flows`` reads about half of a
+  router's fields, and each conversion is a pass over every record.
 * **Nothing is lost silently.** Every byte fed is either decoded (headers, templates, records,
   padding) or ends in a :class:`Reject` with its offset, a reason and the raw bytes as hex;
   :attr:`Decoder.stats` keeps the byte accounting and counters per reason. Data that arrives
@@ -25,28 +29,32 @@ Design, and why:
 
 from __future__ import annotations
 
-import ipaddress
 import struct
 from collections import Counter, deque
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, NamedTuple, TypeAlias
+from typing import Any, NamedTuple
 
 import numpy as np
 import numpy.typing as npt
 import pyarrow as pa
 import pyarrow.compute as pc
 
-NTP_EPOCH_OFFSET = 2_208_988_800  # seconds from 1900-01-01 (NTP era 0) to 1970-01-01
+from orbwatch.sources.netflow.columns import (
+    Column,
+    Columns,
+    ElementColumns,
+)
+
 VARIABLE = 0xFFFF
 MAX_HELD_SETS = 10_000
-V5_MAX_RECORDS = 30
 REVERSE_PEN = 29305  # RFC 5103 bidirectional flows: reverse direction of any IANA element
 CERT_PEN = 6871
 
 # ---------------------------------------------------------------------------------------------
 # Information elements. Kinds: u unsigned, i signed, f float, ip4/ip6 addresses, mac, str text,
-# oct octets (hex), ntp NTP timestamp (micro/nanosecond precision), ? = by length.
+# oct octets (hex), ntp NTP timestamp (micro/nanosecond precision), list RFC 6313 structured
+# data (skipped and counted), ? = by length.
 # Times in seconds/milliseconds stay integers here; to_flows converts them.
 
 _IANA_TEXT = """
@@ -126,7 +134,7 @@ _IANA_TEXT = """
 282 postNATDestinationIPv6Address ip6|283 natPoolId u|284 natPoolName str
 285 anonymizationFlags u|286 anonymizationTechnique u|287 informationElementIndex u
 288 p2pTechnology str|289 tunnelTechnology str|290 encryptedTechnology str
-291 basicList oct|292 subTemplateList oct|293 subTemplateMultiList oct
+291 basicList list|292 subTemplateList list|293 subTemplateMultiList list
 294 bgpValidityState u|295 IPSecSPI u|296 greKey u|297 natType u|298 initiatorPackets u
 299 responderPackets u|300 observationDomainName str|301 selectionSequenceId u
 302 selectorId u|303 informationElementId u|304 selectorAlgorithm u
@@ -297,9 +305,13 @@ class FieldSpec:
 
 
 def _resolve_kind(kind: str, length: int) -> str:
-    """The kind a field is decoded as, given the length the exporter actually uses."""
+    """The kind a field is decoded as, given the length the exporter actually uses.
+
+    ``list``: RFC 6313 structured data (basicList, subTemplateList, subTemplateMultiList),
+    whose values are read past and counted as skipped, not decoded.
+    """
     if length == VARIABLE:
-        return "str" if kind == "str" else "oct"
+        return kind if kind in ("str", "list") else "oct"
     wanted = {"ip4": (4,), "ip6": (16,), "mac": (6,), "ntp": (8,), "f": (4, 8)}
     if kind in wanted:
         return kind if length in wanted[kind] else "oct"
@@ -369,33 +381,60 @@ def _record_dtype(fields: tuple[FieldSpec, ...], names: tuple[str, ...]) -> np.d
     return np.dtype({"names": out_names, "formats": formats, "offsets": offsets, "itemsize": pos})
 
 
-# v5 records as a template over the v9 field numbers, so v5 shares the bulk path and the mapping.
+# NetFlow v1, v5 and v7 have one fixed record layout each. They are expressed as templates over
+# the v9 field numbers, so they share the bulk path and the flows mapping with v9 and IPFIX.
+_PAD = 210  # paddingOctets: the layouts' pad and reserved bytes
+_V1_LAYOUT = (
+    (8, 4), (12, 4), (15, 4), (10, 2), (14, 2), (2, 4), (1, 4), (22, 4), (21, 4), (7, 2),
+    (11, 2), (_PAD, 2), (4, 1), (5, 1), (6, 1), (_PAD, 1), (_PAD, 2), (_PAD, 4),
+)  # fmt: skip
 _V5_LAYOUT = (
-    (8, 4),
-    (12, 4),
-    (15, 4),
-    (10, 2),
-    (14, 2),
-    (2, 4),
-    (1, 4),
-    (22, 4),
-    (21, 4),
-    (7, 2),
-    (11, 2),
-    (210, 1),
-    (6, 1),
-    (4, 1),
-    (5, 1),
-    (16, 2),
-    (17, 2),
-    (9, 1),
-    (13, 1),
-    (210, 2),
-)
-V5_TEMPLATE = Template(
-    5,
-    tuple(FieldSpec(ie, 0, n, IANA[ie][0], _resolve_kind(IANA[ie][1], n)) for ie, n in _V5_LAYOUT),
-)
+    (8, 4), (12, 4), (15, 4), (10, 2), (14, 2), (2, 4), (1, 4), (22, 4), (21, 4), (7, 2),
+    (11, 2), (_PAD, 1), (6, 1), (4, 1), (5, 1), (16, 2), (17, 2), (9, 1), (13, 1), (_PAD, 2),
+)  # fmt: skip
+# v7 (Catalyst switches): "flags" says which fields are valid; router_sc is the address of the
+# router the switch shortcut. Neither has an IANA element, so they keep names of their own.
+_V7_LAYOUT = (
+    (8, 4), (12, 4), (15, 4), (10, 2), (14, 2), (2, 4), (1, 4), (22, 4), (21, 4), (7, 2),
+    (11, 2), ("v7ValidFields", 1), (6, 1), (4, 1), (5, 1), (16, 2), (17, 2), (9, 1), (13, 1),
+    ("v7InvalidFields", 2), ("v7RouterShortcut", 4),
+)  # fmt: skip
+_V7_KINDS = {"v7ValidFields": "u", "v7InvalidFields": "u", "v7RouterShortcut": "ip4"}
+
+
+def _fixed_template(version: int, layout: tuple[tuple[int | str, int], ...]) -> Template:
+    specs = []
+    for ie, n in layout:
+        if isinstance(ie, str):  # a field of this version alone (element id 0 is reserved)
+            specs.append(FieldSpec(0, -1, n, ie, _resolve_kind(_V7_KINDS[ie], n)))
+        else:
+            specs.append(FieldSpec(ie, 0, n, IANA[ie][0], _resolve_kind(IANA[ie][1], n)))
+    return Template(version, tuple(specs))
+
+
+@dataclass(frozen=True)
+class FixedFormat:
+    """A NetFlow version with one record layout: header, record template, record limit.
+
+    Every header starts with version, count, sysUptime, unix seconds and nanoseconds; ``engine``
+    names the header fields holding engine type and id (v5), ``sampling`` the sampling field.
+    """
+
+    version: int
+    header: struct.Struct
+    template: Template
+    max_records: int
+    engine: tuple[int, int] | None = None
+    sampling: int | None = None
+
+
+FIXED_FORMATS = {
+    1: FixedFormat(1, struct.Struct(">HHIII"), _fixed_template(1, _V1_LAYOUT), 24),
+    5: FixedFormat(5, struct.Struct(">HHIIIIBBH"), _fixed_template(5, _V5_LAYOUT), 30, (6, 7), 8),
+    7: FixedFormat(7, struct.Struct(">HHIIIII"), _fixed_template(7, _V7_LAYOUT), 28),
+}
+V5_TEMPLATE = FIXED_FORMATS[5].template
+V5_MAX_RECORDS = FIXED_FORMATS[5].max_records
 
 ExporterKey = tuple[str, int, int]  # (exporter address, 5 / 9 / 10, engine / source id / domain)
 
@@ -485,18 +524,19 @@ class _Chunk(NamedTuple):
     seq: int
 
 
-Column: TypeAlias = npt.NDArray[Any] | pa.Array
-
-
 @dataclass
 class DecodedBatch:
-    """Records of one template, decoded column by column, with per-record message context."""
+    """Records of one template with per-record message context.
+
+    ``columns`` (by field name) and ``by_ie`` (by enterprise number and element id) convert a
+    field from the raw records the first time it is read.
+    """
 
     version: int
     key: ExporterKey
     template: Template
-    columns: dict[str, Column]
-    by_ie: dict[tuple[int, int], Column]
+    columns: Mapping[str, Column]
+    by_ie: Mapping[tuple[int, int], Column]
     export_us: npt.NDArray[np.int64]
     uptime_ms: npt.NDArray[np.int64]
     offset: npt.NDArray[np.int64]
@@ -519,117 +559,13 @@ class DecodedBatch:
 
 
 # ---------------------------------------------------------------------------------------------
-# Column conversion (vectorised)
-
-_DECIMAL = pa.array([str(i) for i in range(256)], pa.string())
-_HEX2 = pa.array([f"{i:02x}" for i in range(256)], pa.string())
-
-
-def _combine_be(a: npt.NDArray[np.uint8]) -> npt.NDArray[np.uint64]:
-    """Big-endian unsigned value of each row of an (n, k) byte matrix (reduced-size encoding)."""
-    out = np.zeros(a.shape[0], np.uint64)
-    for j in range(a.shape[1]):
-        out = (out << np.uint64(8)) | a[:, j].astype(np.uint64)
-    return out
-
-
-def ipv4_text(values: npt.NDArray[Any]) -> pa.Array:
-    """Dotted quads for an array of 32-bit addresses, without a Python loop.
-
-    Each octet picks its text from a 256-entry table (``take`` is several times faster than
-    casting integers to strings), and Arrow joins the four parts.
-    """
-    v = values.astype(np.uint32)
-    parts = [_DECIMAL.take(pa.array(((v >> np.uint32(s)) & np.uint32(255)).astype(np.int32)))
-             for s in (24, 16, 8, 0)]  # fmt: skip
-    return pc.binary_join_element_wise(*parts, ".")
-
-
-def ipv6_text(a: npt.NDArray[np.uint8]) -> pa.Array:
-    """RFC 5952 text of (n, 16) address bytes; formatted once per distinct address."""
-    if len(a) == 0:
-        return pa.array([], pa.string())
-    flat = np.ascontiguousarray(a).view("V16").ravel()
-    uniq, inverse = np.unique(flat, return_inverse=True)
-    text = pa.array([str(ipaddress.IPv6Address(u.tobytes())) for u in uniq], pa.string())
-    return text.take(pa.array(inverse.ravel().astype(np.int64)))
-
-
-def _mac_text(a: npt.NDArray[np.uint8]) -> pa.Array:
-    parts = [_HEX2.take(pa.array(a[:, j].astype(np.int64))) for j in range(a.shape[1])]
-    return pc.binary_join_element_wise(*parts, ":")
-
-
-def _bytes_rows(a: npt.NDArray[np.uint8]) -> list[bytes]:
-    flat = np.ascontiguousarray(a)
-    size = flat.shape[1] if flat.ndim == 2 else 0
-    raw = flat.tobytes()
-    return [raw[i * size : (i + 1) * size] for i in range(flat.shape[0])]
-
-
-def _text(rows: Iterable[bytes]) -> pa.Array:
-    return pa.array([r.rstrip(b"\0").decode("utf-8", "replace") for r in rows], pa.string())
-
-
-def _hex(rows: Iterable[bytes]) -> pa.Array:
-    return pa.array([r.hex() for r in rows], pa.string())
-
-
-def _ntp_us(v: npt.NDArray[Any]) -> npt.NDArray[np.int64]:
-    """NTP timestamps (seconds since 1900, 2^-32 fractions) as Unix microseconds."""
-    v = v.astype(np.uint64)
-    secs = (v >> np.uint64(32)).astype(np.int64) - NTP_EPOCH_OFFSET
-    frac = ((v & np.uint64(0xFFFFFFFF)) * np.uint64(1_000_000)) >> np.uint64(32)
-    return secs * 1_000_000 + frac.astype(np.int64)
-
-
-def _convert(spec: FieldSpec, a: npt.NDArray[Any]) -> Column:
-    """One fixed-length field's raw values -> numbers (numpy) or text (Arrow)."""
-    kind = spec.kind
-    if kind == "u":
-        return _combine_be(a) if a.ndim == 2 else a.astype(np.uint64)
-    if kind == "i":
-        if a.ndim == 2:
-            shift = np.uint64(64 - 8 * spec.length)
-            return ((_combine_be(a) << shift).view(np.int64) >> np.int64(shift)).astype(np.int64)
-        return a.astype(np.int64)
-    if kind == "f":
-        return a.astype(np.float64)
-    if kind == "ip4":
-        return ipv4_text(a)
-    if kind == "ip6":
-        return ipv6_text(a)
-    if kind == "mac":
-        return _mac_text(a)
-    if kind == "ntp":
-        return _ntp_us(a)
-    rows = _bytes_rows(a)
-    if kind == "str":
-        return _text(rows)
-    return _app_id(rows) if spec.ie == 95 and spec.pen == 0 else _hex(rows)
-
-
-def _app_id(rows: Iterable[bytes]) -> pa.Array:
-    """RFC 6759 applicationId: classification engine id, then selector ("engine..selector")."""
-    return pa.array(
-        [f"{r[0]}..{int.from_bytes(r[1:], 'big')}" if r else "" for r in rows], pa.string()
-    )
-
-
-# ---------------------------------------------------------------------------------------------
 # The decoder
 
 _U16 = struct.Struct(">H")
 _U16x2 = struct.Struct(">HH")
 _U16x3 = struct.Struct(">HHH")
-_V5_HEADER = struct.Struct(">HHIIIIBBH")
 _V9_HEADER = struct.Struct(">HHIIII")
 _IPFIX_HEADER = struct.Struct(">HHIII")
-
-
-def _shifted(at: Callable[[int], int], shift: int) -> Callable[[int], int]:
-    """Offsets of a message that starts ``shift`` bytes into what was fed."""
-    return lambda pos: at(shift + pos)
 
 
 class Decoder:
@@ -638,6 +574,10 @@ class Decoder:
     Feed messages with :meth:`feed`, collect output with :meth:`flush` (and :meth:`take_rejects`)
     as often as memory requires, and call :meth:`finish` at the end of an input so that data
     still waiting for a template is rejected rather than forgotten.
+
+    Offsets: a byte at position ``pos`` of a fed message is reported at ``base + step * pos``,
+    where ``base`` is the message's offset in its input and ``step`` is 1 (raw message files:
+    each set at its own byte) or 0 (captures, datagrams: every row at the packet's offset).
     """
 
     def __init__(self, cache: TemplateCache | None = None, max_held_sets: int = MAX_HELD_SETS):
@@ -645,9 +585,12 @@ class Decoder:
         self.max_held_sets = max_held_sets
         self.stats: Counter[str] = Counter()
         self.reasons: Counter[str] = Counter()
+        # Values read past but not kept, by reason (RFC 6313 lists): counted, never silent.
+        self.skipped: Counter[str] = Counter()
         self._rejects: list[Reject] = []
         self._pending: dict[ExporterKey, deque[_Chunk]] = {}
-        self._acc: dict[Template, tuple[int, ExporterKey, list[_Chunk]]] = {}
+        # Keyed by exporter too: a fixed-format template object is shared by every exporter.
+        self._acc: dict[tuple[Template, ExporterKey], tuple[int, list[_Chunk]]] = {}
         self._done: list[DecodedBatch] = []
         self._seq = 0
 
@@ -680,144 +623,144 @@ class Decoder:
         rejects are placed at the byte offset of their set (raw message files); without, every
         row of the message carries ``offset`` itself (the packet's offset in a pcap).
         """
-        self.stats["bytes_in"] += len(message)
-        self.stats["messages"] += 1
-        base = offset
-        at = (lambda pos: base + pos) if set_offsets else (lambda pos: base)
+        stats = self.stats
+        stats["bytes_in"] += len(message)
+        stats["messages"] += 1
+        step = 1 if set_offsets else 0
         if len(message) < 4:
             self._reject(
-                at(0),
+                offset,
                 message,
                 "truncated message",
                 f"message of {len(message)} bytes is too short for a NetFlow/IPFIX header",
             )
             return
-        version = _U16.unpack_from(message)[0]
-        if version == 5:
-            self._v5(message, exporter, at)
-        elif version == 9:
-            self._v9(message, exporter, at)
+        version = message[0] << 8 | message[1]
+        if version == 9:
+            self._v9(message, exporter, offset, step)
         elif version == 10:
-            pos = 0
-            while pos < len(message):
-                # Several IPFIX messages stored back to back (a file, a stream) all decode.
-                used = self._ipfix(message[pos:], exporter, _shifted(at, pos))
-                pos += used
-                rest = message[pos:]
-                if not rest:
-                    break
-                if len(rest) < 16 or rest[:2] != b"\x00\x0a" or used == 0:
-                    self._reject(
-                        at(pos),
-                        rest,
-                        "trailing bytes",
-                        f"{len(rest)} bytes after the {used}-byte IPFIX message",
-                    )
-                    break
+            self._ipfix_stream(message, exporter, offset, step)
+        elif version in FIXED_FORMATS:
+            self._fixed(FIXED_FORMATS[version], message, exporter, offset, step)
         else:
             self._reject(
-                at(0),
+                offset,
                 message,
                 "unsupported version",
-                f"version {version} is not NetFlow v5, v9 or IPFIX (10)",
+                f"version {version} is not NetFlow v1, v5, v7, v9 or IPFIX (10)",
             )
 
-    def _next_seq(self) -> int:
-        self._seq += 1
-        return self._seq
-
-    def _v5(self, msg: bytes, exporter: str, at: Callable[[int], int]) -> None:
-        n = len(msg)
-        if n < _V5_HEADER.size:
+    def _fixed(self, fmt: FixedFormat, msg: bytes, exporter: str, base: int, step: int) -> None:
+        """A v1, v5 or v7 message: header, then ``count`` records of the version's layout."""
+        n, head, size = len(msg), fmt.header.size, fmt.template.record_len
+        name = f"NetFlow v{fmt.version}"
+        if n < head:
             self._reject(
-                at(0),
+                base,
                 msg,
                 "truncated message",
-                f"NetFlow v5 message of {n} bytes is shorter than its 24-byte header",
+                f"{name} message of {n} bytes is shorter than its {head}-byte header",
             )
             return
-        _, count, uptime, secs, nsecs, _, etype, eid, sampling = _V5_HEADER.unpack_from(msg)
-        if count > V5_MAX_RECORDS:
+        header = fmt.header.unpack_from(msg)
+        count, uptime, secs, nsecs = header[1:5]
+        if count > fmt.max_records:
             self._reject(
-                at(0),
+                base,
                 msg,
                 "bad length",
-                f"NetFlow v5 header announces {count} records (at most 30 allowed)",
+                f"{name} header announces {count} records (at most {fmt.max_records} allowed)",
             )
             return
-        need = 24 + 48 * count
+        need = head + size * count
         if n < need:
+            # Keep the whole records that did arrive; only the cut tail is rejected.
+            whole = head + size * ((n - head) // size)
             self._reject(
-                at(0),
-                msg,
+                base + step * whole,
+                msg[whole:],
                 "truncated message",
-                f"truncated NetFlow v5 message: {count} records need {need} bytes, "
-                f"only {n} present",
+                f"truncated {name} message: {count} records need {need} bytes, only {n} present",
             )
-            return
-        key = (exporter, 5, etype << 8 | eid)
-        interval = sampling & 0x3FFF
-        if interval > 1:
-            self.cache.sampling[key] = interval
-        self._ok(24)
+            msg, n, count = msg[:whole], whole, (whole - head) // size
+            need = whole
+        domain = header[fmt.engine[0]] << 8 | header[fmt.engine[1]] if fmt.engine else 0
+        key = (exporter, fmt.version, domain)
+        if fmt.sampling is not None and (header[fmt.sampling] & 0x3FFF) > 1:
+            self.cache.sampling[key] = header[fmt.sampling] & 0x3FFF
+        self._ok(head)
         if need < n:
             self._reject(
-                at(need),
+                base + step * need,
                 msg[need:],
                 "trailing bytes",
-                f"{n - need} bytes after the {count} records the NetFlow v5 header announces",
+                f"{n - need} bytes after the {count} records the {name} header announces",
             )
         if count:
+            self._seq += 1
+            export_us = secs * 1_000_000 + nsecs // 1000
             chunk = _Chunk(
-                key,
-                5,
-                msg[24:need],
-                secs * 1_000_000 + nsecs // 1000,
-                uptime,
-                at(24),
-                self._next_seq(),
+                key, fmt.version, msg[head:need], export_us, uptime, base + step * head, self._seq
             )
-            self._accumulate(V5_TEMPLATE, 5, chunk)
+            self._accumulate(fmt.template, fmt.version, chunk)
 
-    def _v9(self, msg: bytes, exporter: str, at: Callable[[int], int]) -> None:
+    def _v9(self, msg: bytes, exporter: str, base: int, step: int) -> None:
         n = len(msg)
         if n < _V9_HEADER.size:
             self._reject(
-                at(0),
+                base,
                 msg,
                 "truncated message",
                 f"NetFlow v9 message of {n} bytes is shorter than its 20-byte header",
             )
             return
         _, _, uptime, secs, _, source_id = _V9_HEADER.unpack_from(msg)
-        key = (exporter, 9, source_id)
-        self._ok(20)
-        self._sets(msg, 20, n, key, 9, secs * 1_000_000, uptime, at)
+        self.stats["bytes_decoded"] += 20
+        self._sets(msg, 20, n, (exporter, 9, source_id), secs * 1_000_000, uptime, base, step, 0)
 
-    def _ipfix(self, msg: bytes, exporter: str, at: Callable[[int], int]) -> int:
-        """Decode the IPFIX message at the start of ``msg``; returns the bytes it took."""
-        n = len(msg)
+    def _ipfix_stream(self, msg: bytes, exporter: str, base: int, step: int) -> None:
+        """IPFIX messages stored back to back (a file, a stream) all decode, in place."""
+        pos, n = 0, len(msg)
+        while True:
+            used = self._ipfix(msg, pos, exporter, base, step)
+            pos += used
+            if pos >= n:
+                return
+            if n - pos < 16 or msg[pos : pos + 2] != b"\x00\x0a" or used == 0:
+                self._reject(
+                    base + step * pos,
+                    msg[pos:],
+                    "trailing bytes",
+                    f"{n - pos} bytes after the {used}-byte IPFIX message",
+                )
+                return
+
+    def _ipfix(self, msg: bytes, start: int, exporter: str, base: int, step: int) -> int:
+        """Decode the IPFIX message at ``start``; returns the bytes it took."""
+        n = len(msg) - start
         if n < _IPFIX_HEADER.size:
             self._reject(
-                at(0),
-                msg,
+                base + step * start,
+                msg[start:],
                 "truncated message",
                 f"IPFIX message of {n} bytes is shorter than its 16-byte header",
             )
             return n
-        _, length, export_time, _, domain = _IPFIX_HEADER.unpack_from(msg)
-        if length < 16 or length > n:
+        _, length, export_time, _, domain = _IPFIX_HEADER.unpack_from(msg, start)
+        if length < 16:
             self._reject(
-                at(0),
-                msg,
+                base + step * start,
+                msg[start:],
                 "bad length",
-                f"IPFIX header says the message is {length} bytes, {n} bytes present",
+                f"IPFIX header says the message is {length} bytes",
             )
             return n
+        self.stats["bytes_decoded"] += 16
+        used = min(length, n)  # a message cut short still holds whole sets before the cut
         key = (exporter, 10, domain)
-        self._ok(16)
-        self._sets(msg, 16, length, key, 10, export_time * 1_000_000, -1, at)
-        return int(length)
+        self._sets(msg, start + 16, start + used, key, export_time * 1_000_000, -1, base, step,
+                   start)  # fmt: skip
+        return int(used)
 
     def _sets(
         self,
@@ -825,50 +768,125 @@ class Decoder:
         pos: int,
         end: int,
         key: ExporterKey,
-        version: int,
         export_us: int,
         uptime: int,
-        at: Callable[[int], int],
+        base: int,
+        step: int,
+        origin: int,
     ) -> None:
-        """Walk the (flow)sets of one message."""
+        """Walk the (flow)sets of one message (from ``origin`` in ``msg``) up to ``end``.
+
+        The hot loop of the decoder: per set only the header is read and the body is queued
+        for bulk decoding, so Python does a few operations per set, none per record.
+        """
+        version = key[1]
         template_set, options_set = (0, 1) if version == 9 else (2, 3)
+        templates = self.cache.templates.get(key, {})
+        acc = self._acc
         while pos < end:
             if end - pos < 4:
                 self._padding(msg[pos:end])
                 return
             set_id, length = _U16x2.unpack_from(msg, pos)
             if length < 4 or pos + length > end:
-                if not msg[pos:end].strip(b"\0"):
-                    self._padding(msg[pos:end])  # zero-filled tail (fixed-size export buffers)
-                    return
-                self._reject(
-                    at(pos),
-                    msg[pos:end],
-                    "bad length",
-                    f"set {set_id} at byte {pos} has length {length}, "
-                    f"{end - pos} bytes remain in the message",
-                )
+                self._bad_set(msg, pos, end, key, set_id, (export_us, uptime, length),
+                              base, step, origin)  # fmt: skip
                 return
-            body = msg[pos + 4 : pos + length]
-            if set_id in (template_set, options_set):
-                self._ok(4)
-                self._templates(body, key, version, at(pos), set_id == options_set, set_id)
-            elif set_id < 256:
-                self._reject(
-                    at(pos),
-                    msg[pos : pos + length],
-                    "reserved set id",
-                    f"set id {set_id} at byte {pos} is reserved",
-                )
-            else:
+            if set_id >= 256:
                 # A data set's 4 header bytes are accounted when the set is decoded or rejected.
-                chunk = _Chunk(key, set_id, body, export_us, uptime, at(pos), self._next_seq())
-                template = self.cache.get(key, set_id)
+                self._seq += 1
+                chunk = _Chunk(key, set_id, msg[pos + 4 : pos + length], export_us, uptime,
+                               base + step * pos, self._seq)  # fmt: skip
+                template = templates.get(set_id)
                 if template is None:
                     self._hold(chunk)
-                else:
+                elif template.options:
                     self._accumulate(template, version, chunk)
+                else:  # _accumulate, inlined: this runs once per data set
+                    queued = acc.get((template, key))
+                    if queued is None:
+                        acc[(template, key)] = (version, [chunk])
+                    else:
+                        queued[1].append(chunk)
+            elif set_id in (template_set, options_set):
+                self.stats["bytes_decoded"] += 4
+                self._templates(msg[pos + 4 : pos + length], key, version, base + step * pos,
+                                set_id == options_set, set_id)  # fmt: skip
+                templates = self.cache.templates.get(key, {})
+            else:
+                self._reject(
+                    base + step * pos,
+                    msg[pos : pos + length],
+                    "reserved set id",
+                    f"set id {set_id} at byte {pos - origin} is reserved",
+                )
             pos += length
+
+    def _bad_set(
+        self,
+        msg: bytes,
+        pos: int,
+        end: int,
+        key: ExporterKey,
+        set_id: int,
+        context: tuple[int, int, int],
+        base: int,
+        step: int,
+        origin: int,
+    ) -> None:
+        """A set whose length does not fit the message: padding, a cut data set, or a reject."""
+        if not msg[pos:end].strip(b"\0"):
+            self._padding(msg[pos:end])  # zero-filled tail (fixed-size export buffers)
+            return
+        length = context[2]
+        if length >= 4 and self._cut_data_set(msg, pos, end, key, set_id, context, base, step,
+                                              origin):  # fmt: skip
+            return
+        self._reject(
+            base + step * pos,
+            msg[pos:end],
+            "bad length",
+            f"set {set_id} at byte {pos - origin} has length {length}, "
+            f"{end - pos} bytes remain in the message",
+        )
+
+    def _cut_data_set(
+        self,
+        msg: bytes,
+        pos: int,
+        end: int,
+        key: ExporterKey,
+        set_id: int,
+        context: tuple[int, int, int],
+        base: int,
+        step: int,
+        origin: int,
+    ) -> bool:
+        """A data set cut by the end of the message: decode its whole records, reject the rest.
+
+        Only for a known fixed-length template with at least one whole record; returns False
+        when that does not apply. ``context`` is (export time µs, sysUptime ms, set length).
+        """
+        export_us, uptime, length = context
+        template = self.cache.get(key, set_id)
+        if template is None or template.variable or not template.record_len:
+            return False
+        whole = (end - pos - 4) // template.record_len * template.record_len
+        if not whole:
+            return False
+        cut = pos + 4 + whole
+        self._reject(
+            base + step * cut,
+            msg[cut:end],
+            "bad length",
+            f"set {set_id} at byte {pos - origin} has length {length}, {end - pos} bytes remain "
+            f"in the message: {whole // template.record_len} whole records kept",
+        )
+        self._seq += 1
+        chunk = _Chunk(key, set_id, msg[pos + 4 : cut], export_us, uptime, base + step * pos,
+                       self._seq)  # fmt: skip
+        self._accumulate(template, key[1], chunk)
+        return True
 
     def _padding(self, data: bytes) -> None:
         """Bytes too short to hold anything: padding (RFC 3954 5.3, RFC 7011 3.3.1).
@@ -1023,18 +1041,18 @@ class Decoder:
                 self._apply_options(batch)
                 self._done.append(batch)
             return
-        entry = self._acc.get(template)
+        entry = self._acc.get((template, chunk.key))
         if entry is None:
-            self._acc[template] = (version, chunk.key, [chunk])
+            self._acc[(template, chunk.key)] = (version, [chunk])
         else:
-            entry[2].append(chunk)
+            entry[1].append(chunk)
 
     def flush(self) -> list[DecodedBatch]:
         """Decode everything accumulated so far; batches of flow and options records."""
         out = self._done
         self._done = []
         acc, self._acc = self._acc, {}
-        for template, (version, key, chunks) in acc.items():
+        for (template, key), (version, chunks) in acc.items():
             batch = self._decode(template, version, key, chunks)
             if batch is not None:
                 out.append(batch)
@@ -1042,6 +1060,11 @@ class Decoder:
 
     def take_rejects(self) -> list[Reject]:
         out, self._rejects = self._rejects, []
+        return out
+
+    def take_skipped(self) -> dict[str, int]:
+        """Counts of values skipped since the last call, by reason (for ingest summaries)."""
+        out, self.skipped = dict(self.skipped), Counter()
         return out
 
     def finish(self) -> None:
@@ -1064,6 +1087,7 @@ class Decoder:
     def _decode(
         self, template: Template, version: int, key: ExporterKey, chunks: list[_Chunk]
     ) -> DecodedBatch | None:
+        """All sets of one fixed-length template: one ``np.frombuffer`` over their bodies."""
         if template.variable:
             return self._decode_variable(template, version, key, chunks)
         size = template.record_len
@@ -1078,23 +1102,29 @@ class Decoder:
                     len(c.body) + 4,
                 )
             return None
-        bodies, counts, kept = [], [], []
-        for c in chunks:
-            self._ok(0 if version == 5 else 4)
-            count = len(c.body) // size
-            used = count * size
-            if used < len(c.body):
-                self._padding(c.body[used:])
-            if count:
-                bodies.append(c.body[:used] if used < len(c.body) else c.body)
-                counts.append(count)
-                kept.append(c)
-                self._ok(used)
-        if not kept:
+        lengths = np.fromiter((len(c.body) for c in chunks), np.int64, len(chunks))
+        counts = lengths // size
+        used = counts * size
+        header = 0 if version in FIXED_FORMATS else 4
+        self.stats["bytes_decoded"] += header * len(chunks) + int(used.sum())
+        if (used == lengths).all():
+            body = b"".join([c.body for c in chunks])
+        else:  # sets padded to a 4-byte boundary: the tails are padding
+            for i in np.flatnonzero(used < lengths).tolist():
+                self._padding(chunks[i].body[int(used[i]) :])
+            body = b"".join([c.body[: int(u)] for c, u in zip(chunks, used.tolist(), strict=True)])
+            if not (counts > 0).all():
+                chunks = [c for c, k in zip(chunks, counts.tolist(), strict=True) if k]
+                counts = counts[counts > 0]
+        if not chunks:
             return None
-        records = np.frombuffer(b"".join(bodies), dtype=template.dtype)
-        raw = {name: records[name] for name in template.dtype.names or ()}
-        return self._batch(template, version, key, kept, counts, raw, {})
+        records = np.frombuffer(body, dtype=template.dtype)
+        specs = {
+            name: spec
+            for spec, name in zip(template.fields, template.names, strict=True)
+            if spec.length and spec.kind != "list"
+        }
+        return self._batch(template, version, key, chunks, counts, Columns(specs, records=records))
 
     def _decode_variable(
         self, template: Template, version: int, key: ExporterKey, chunks: list[_Chunk]
@@ -1148,15 +1178,22 @@ class Decoder:
                 kept.append(c)
         if not kept:
             return None
-        raw: dict[str, npt.NDArray[Any]] = {}
+        fixed: dict[str, npt.NDArray[Any]] = {}
         var: dict[str, list[bytes]] = {}
+        specs: dict[str, FieldSpec] = {}
         for spec, name, vals in zip(template.fields, template.names, values, strict=True):
+            if spec.kind == "list":
+                continue
             if spec.length == VARIABLE:
                 var[name] = vals
             elif spec.length:
                 single = np.dtype([(name, _field_format(spec))])
-                raw[name] = np.frombuffer(b"".join(vals), dtype=single)[name]
-        return self._batch(template, version, key, kept, counts, raw, var)
+                fixed[name] = np.frombuffer(b"".join(vals), dtype=single)[name]
+            else:
+                continue
+            specs[name] = spec
+        columns = Columns(specs, fixed=fixed, variable=var)
+        return self._batch(template, version, key, kept, np.asarray(counts, np.int64), columns)
 
     def _batch(
         self,
@@ -1164,44 +1201,34 @@ class Decoder:
         version: int,
         key: ExporterKey,
         chunks: list[_Chunk],
-        counts: list[int],
-        raw: dict[str, npt.NDArray[Any]],
-        var: dict[str, list[bytes]],
+        counts: npt.NDArray[np.int64],
+        columns: Columns,
     ) -> DecodedBatch:
-        reps = np.asarray(counts, np.int64)
+        """A batch over ``columns`` (converted on first use) with per-record message context."""
 
-        def rep(values: list[int]) -> npt.NDArray[np.int64]:
-            return np.repeat(np.asarray(values, np.int64), reps)
+        def rep(values: Iterable[int]) -> npt.NDArray[np.int64]:
+            return np.repeat(np.fromiter(values, np.int64, len(chunks)), counts)
 
-        columns: dict[str, Column] = {}
-        by_ie: dict[tuple[int, int], Column] = {}
+        names: dict[tuple[int, int], str] = {}
         for spec, name in zip(template.fields, template.names, strict=True):
-            if name in raw:
-                col: Column = _convert(spec, raw[name])
-            elif name in var:
-                col = (
-                    _text(var[name])
-                    if spec.kind == "str"
-                    else _app_id(var[name])
-                    if (spec.pen, spec.ie) == (0, 95)
-                    else _hex(var[name])
-                )
-            else:
-                continue
-            columns[name] = col
-            by_ie.setdefault((spec.pen, spec.ie), col)
+            if name in columns:
+                names.setdefault((spec.pen, spec.ie), name)
         kind = "option_records" if template.options else "flow_records"
-        self.stats[kind] += int(reps.sum())
+        total = int(counts.sum())
+        self.stats[kind] += total
+        for spec in template.fields:
+            if spec.kind == "list" and spec.length:
+                self.skipped[f"{spec.name} values not decoded (RFC 6313 structured data)"] += total
         return DecodedBatch(
             version,
             key,
             template,
             columns,
-            by_ie,
-            rep([c.export_us for c in chunks]),
-            rep([c.uptime_ms for c in chunks]),
-            rep([c.offset for c in chunks]),
-            rep([c.seq for c in chunks]),
+            ElementColumns(columns, names),
+            rep(c.export_us for c in chunks),
+            rep(c.uptime_ms for c in chunks),
+            rep(c.offset for c in chunks),
+            rep(c.seq for c in chunks),
         )
 
     def _apply_options(self, batch: DecodedBatch) -> None:
@@ -1274,6 +1301,7 @@ _TCP_FLAGS = pa.array(
 )
 TS_UNIX = pa.timestamp("us", tz="UTC")
 FIREWALL_DENY = {3}
+_ACTIONS = pa.array(["unknown", "allow", "deny"], pa.string())
 FIREWALL_ALLOW = {1, 2, 5}
 
 # Columns beyond the flows schema; the sources keep them when the schema declares them.
@@ -1396,7 +1424,7 @@ def flow_times(
         v = _num(batch, ie)
         if v is None:
             return None, None
-        if batch.version in (5, 9):
+        if batch.version != 10:
             # sysUptime-relative ms: signed 32-bit difference handles the 49.7-day wrap.
             diff = ((batch.uptime_ms - v.astype(np.int64)) & 0xFFFFFFFF).astype(np.uint32)
             return export - diff.view(np.int32).astype(np.int64) * 1000, None
@@ -1500,7 +1528,7 @@ def to_flows(batch: DecodedBatch, cache: TemplateCache | None = None) -> pa.Tabl
                 dst_port = np.where(icmp, icmp_code, base_dst)
     src_bytes = _num(batch, 1, 85, 231, 23, 352)
     src_packets = _num(batch, 2, 86, 298, 24)
-    if batch.version == 5:
+    if batch.version in FIXED_FORMATS:
         dst_bytes = dst_packets = None
     else:
         dst_bytes = _num(batch, 232, (REVERSE_PEN, 1), (REVERSE_PEN, 85))
@@ -1514,12 +1542,12 @@ def to_flows(batch: DecodedBatch, cache: TemplateCache | None = None) -> pa.Tabl
     if flags is not None and proto_num is not None:
         conn_state = pc.if_else(pa.array(proto_num == 6), conn_state, pa.scalar(None, pa.string()))
     event, ext = _num(batch, 233, 40005), _num(batch, 33002)
-    action_np = np.full(n, "unknown", dtype=object)
+    action_code = np.zeros(n, np.int8)  # index into _ACTIONS
     if event is not None:
-        action_np[np.isin(event, list(FIREWALL_ALLOW))] = "allow"
-        action_np[np.isin(event, list(FIREWALL_DENY))] = "deny"
+        action_code[np.isin(event, list(FIREWALL_ALLOW))] = 1
+        action_code[np.isin(event, list(FIREWALL_DENY))] = 2
     if ext is not None:
-        action_np[(ext >= 1001) & (ext <= 1004)] = "deny"
+        action_code[(ext >= 1001) & (ext <= 1004)] = 2
     rule = _rule(batch, n)
     service = _coalesce_text(n, _txt(batch, 56701, 96, 57591))
     flow_id = _num(batch, 148)
@@ -1529,7 +1557,7 @@ def to_flows(batch: DecodedBatch, cache: TemplateCache | None = None) -> pa.Tabl
     src_ip = _coalesce_text(n, _txt(batch, 8), _txt(batch, 27))
     dst_ip = _coalesce_text(n, _txt(batch, 12), _txt(batch, 28))
     key = batch.key
-    exporter = key[0] if key[2] == 0 or batch.version == 5 else f"{key[0]}#{key[2]}"
+    exporter = key[0] if key[2] == 0 or batch.version in FIXED_FORMATS else f"{key[0]}#{key[2]}"
     sampling = _sampling(batch, cache, n)
     table = pa.table(
         {
@@ -1547,9 +1575,9 @@ def to_flows(batch: DecodedBatch, cache: TemplateCache | None = None) -> pa.Tabl
             "src_packets": _count(src_packets, n),
             "dst_packets": _count(dst_packets, n),
             "conn_state": conn_state,
-            "action": pa.array(action_np, pa.string()),
+            "action": _ACTIONS.take(pa.array(action_code)),
             "rule": rule,
-            "exporter": pa.array([exporter] * n, pa.string()) if n else pa.array([], pa.string()),
+            "exporter": pa.repeat(pa.scalar(exporter, pa.string()), n),
             "flow_uid": flow_uid,
             "source_offset": pa.array(batch.offset, pa.int64()),
             "nat_src_ip": _coalesce_text(n, _txt(batch, 225, 281, 40001)),

@@ -11,12 +11,20 @@ Each UDP packet is yielded as a :class:`UdpPayload` with the exporter (IP source
 the byte offset of the packet's record in the file. Whatever cannot be read is yielded as a
 :class:`PacketProblem` with offset and reason, so the caller can quarantine it; a damaged
 file ends the iteration with one final problem rather than an exception.
+
+Export datagrams larger than the path MTU (IPFIX from a busy firewall, v9 with many templates)
+arrive as IP fragments. :class:`Reassembler` puts them back together (RFC 791 and RFC 8200
+section 4.5: by source, destination and identification, pieces placed by fragment offset) in a
+bounded buffer; a datagram whose fragments never all arrive becomes a problem with the reason when the
+buffer must make room or the capture ends. Written by hand: the capture readers on PyPI that
+reassemble (scapy) are far heavier than this and slower per packet.
 """
 
 from __future__ import annotations
 
 import ipaddress
 import struct
+from collections import OrderedDict
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import BinaryIO
@@ -33,6 +41,10 @@ MAX_PACKET = 262_144 * 4  # larger records mean a damaged file, not a jumbo fram
 LINK_NULL, LINK_ETHERNET, LINK_RAW, LINK_LOOP = 0, 1, 101, 108
 LINK_SLL, LINK_SLL2, LINK_IPV4, LINK_IPV6 = 113, 276, 228, 229
 LINK_RAW_BSD = (12, 14)
+MAX_PENDING_DATAGRAMS = 1_024  # fragmented datagrams being reassembled at once
+MAX_PENDING_BYTES = 16 << 20  # bytes held in their fragments, over all of them
+MAX_IP_DATAGRAM = 65_535
+MAX_FRAGMENTS = 1_024  # per datagram; a 64 kB datagram over a 576-byte path needs 120
 
 
 @dataclass
@@ -56,6 +68,128 @@ class PacketProblem:
     fatal: bool = False
 
 
+@dataclass
+class Fragment:
+    """One IPv4 or IPv6 fragment of a UDP datagram: its place in the datagram and its bytes."""
+
+    offset: int
+    src: str
+    key: tuple[bytes, bytes, int]  # (source, destination, identification)
+    start: int
+    more: bool
+    data: bytes
+    family: str = "IPv4"
+
+
+@dataclass
+class _Partial:
+    """The fragments of one datagram seen so far."""
+
+    offset: int  # where the first fragment seen lies in the file
+    src: str
+    ident: int
+    family: str
+    pieces: dict[int, bytes]
+    total: int | None = None  # known once the last fragment (more fragments = 0) arrived
+    held: int = 0
+
+
+class Reassembler:
+    """IP fragments back into UDP datagrams, holding a bounded number of bytes.
+
+    :meth:`add` returns what a fragment completes (a payload, or a problem when the datagram
+    is malformed or had to be evicted to stay within the bounds); :meth:`finish` returns one
+    problem per datagram still incomplete at the end of the capture.
+    """
+
+    def __init__(
+        self, max_datagrams: int = MAX_PENDING_DATAGRAMS, max_bytes: int = MAX_PENDING_BYTES
+    ) -> None:
+        self.max_datagrams = max_datagrams
+        self.max_bytes = max_bytes
+        self.held = 0
+        self._partial: OrderedDict[tuple[bytes, bytes, int], _Partial] = OrderedDict()
+
+    def add(self, frag: Fragment) -> list[UdpPayload | PacketProblem]:
+        out: list[UdpPayload | PacketProblem] = []
+        part = self._partial.get(frag.key)
+        if part is None:
+            part = _Partial(frag.offset, frag.src, frag.key[2], frag.family, {})
+            self._partial[frag.key] = part
+        end = frag.start + len(frag.data)
+        if end > MAX_IP_DATAGRAM or (part.total is not None and end > part.total):
+            limit = "65,535 bytes" if end > MAX_IP_DATAGRAM else "the datagram's end"
+            return [self._drop(frag, part, f"a fragment ends past {limit}")]
+        if len(part.pieces) >= MAX_FRAGMENTS and frag.start not in part.pieces:
+            return [self._drop(frag, part, f"more than {MAX_FRAGMENTS} fragments")]
+        old = part.pieces.get(frag.start)
+        part.pieces[frag.start] = frag.data
+        growth = len(frag.data) - (len(old) if old is not None else 0)
+        part.held += growth
+        self.held += growth
+        if not frag.more:
+            part.total = end
+        # Cheap test first: without as many bytes as the datagram holds it cannot be complete.
+        whole = None if part.total is None or part.held < part.total else self._assemble(part)
+        if whole is not None:
+            del self._partial[frag.key]
+            self.held -= part.held
+            out.append(_udp(part.offset, part.src, whole, 0, len(whole), cut=False))
+        while self._partial and (
+            len(self._partial) > self.max_datagrams or self.held > self.max_bytes
+        ):
+            _, oldest = self._partial.popitem(last=False)
+            self.held -= oldest.held
+            out.append(self._incomplete(oldest, "evicted: the reassembly buffer is full"))
+        return out
+
+    def _drop(self, frag: Fragment, part: _Partial, why: str) -> PacketProblem:
+        """Give up a malformed datagram: its fragments so far are released."""
+        del self._partial[frag.key]
+        self.held -= part.held
+        return PacketProblem(
+            frag.offset,
+            f"fragmented {part.family} datagram {part.ident} from {part.src}: {why}",
+            frag.data[:64],
+        )
+
+    @staticmethod
+    def _assemble(part: _Partial) -> bytes | None:
+        """The datagram when its pieces cover it from byte 0 to its end, else None."""
+        if part.total is None:
+            return None
+        covered = 0
+        for start in sorted(part.pieces):
+            if start > covered:
+                return None
+            covered = max(covered, start + len(part.pieces[start]))
+        if covered < part.total:
+            return None
+        buffer = bytearray(part.total)
+        for start in sorted(part.pieces):  # overlaps: the later offset's bytes win
+            buffer[start : start + len(part.pieces[start])] = part.pieces[start]
+        return bytes(buffer)
+
+    @staticmethod
+    def _incomplete(part: _Partial, why: str) -> PacketProblem:
+        have = sum(len(p) for p in part.pieces.values())
+        need = "an unknown number of" if part.total is None else f"{part.total:,}"
+        first = part.pieces.get(0, b"")[:64]
+        return PacketProblem(
+            part.offset,
+            f"incomplete fragmented {part.family} datagram {part.ident} from {part.src}: {have:,} of "
+            f"{need} bytes arrived ({why})",
+            first,
+        )
+
+    def finish(self) -> list[PacketProblem]:
+        """End of the capture: every datagram still incomplete, as a problem."""
+        out = [self._incomplete(p, "capture ended") for p in self._partial.values()]
+        self._partial.clear()
+        self.held = 0
+        return out
+
+
 _ADDR_TEXT: dict[bytes, str] = {}
 
 
@@ -73,18 +207,33 @@ def is_capture(head: bytes) -> bool:
     return head[:4] in PCAP_MAGICS or head[:4] == PCAPNG_MAGIC
 
 
-def iter_udp(stream: BinaryIO) -> Iterator[UdpPayload | PacketProblem]:
-    """UDP payloads (and problems) of a classic pcap or pcapng stream, in file order."""
+def iter_udp(
+    stream: BinaryIO, reassembler: Reassembler | None = None
+) -> Iterator[UdpPayload | PacketProblem]:
+    """UDP payloads (and problems) of a classic pcap or pcapng stream, in file order.
+
+    A fragmented datagram is yielded when its last missing fragment arrives; datagrams still
+    incomplete at the end are yielded last, as problems.
+    """
     head = stream.read(4)
+    packets: Iterator[UdpPayload | PacketProblem | Fragment]
     if head in PCAP_MAGICS:
-        yield from _classic(stream, PCAP_MAGICS[head])
+        packets = _classic(stream, PCAP_MAGICS[head])
     elif head == PCAPNG_MAGIC:
-        yield from _pcapng(stream, head)
+        packets = _pcapng(stream, head)
     else:
         yield PacketProblem(0, "not a pcap or pcapng file (unknown magic number)", head, True)
+        return
+    fragments = Reassembler() if reassembler is None else reassembler
+    for item in packets:
+        if isinstance(item, Fragment):
+            yield from fragments.add(item)
+        else:
+            yield item
+    yield from fragments.finish()
 
 
-def _classic(stream: BinaryIO, order: str) -> Iterator[UdpPayload | PacketProblem]:
+def _classic(stream: BinaryIO, order: str) -> Iterator[UdpPayload | PacketProblem | Fragment]:
     rest = stream.read(20)
     if len(rest) < 20:
         yield PacketProblem(0, "pcap file header is truncated", rest, True)
@@ -120,7 +269,7 @@ def _classic(stream: BinaryIO, order: str) -> Iterator[UdpPayload | PacketProble
         offset += 16 + incl
 
 
-def _pcapng(stream: BinaryIO, first: bytes) -> Iterator[UdpPayload | PacketProblem]:
+def _pcapng(stream: BinaryIO, first: bytes) -> Iterator[UdpPayload | PacketProblem | Fragment]:
     offset = 0
     order = "<"
     links: list[tuple[int, int]] = []  # (link type, snap length) per interface of the section
@@ -202,7 +351,9 @@ def _pcapng(stream: BinaryIO, first: bytes) -> Iterator[UdpPayload | PacketProbl
         offset += length
 
 
-def _packet(offset: int, linktype: int, data: bytes, orig: int) -> UdpPayload | PacketProblem:
+def _packet(
+    offset: int, linktype: int, data: bytes, orig: int
+) -> UdpPayload | PacketProblem | Fragment:
     """Peel link, IP and UDP headers off one captured frame."""
     ethertype: int | None = None
     pos = 0
@@ -237,13 +388,14 @@ def _packet(offset: int, linktype: int, data: bytes, orig: int) -> UdpPayload | 
         frag = struct.unpack_from(">H", data, pos + 6)[0]
         proto = data[pos + 9]
         src = _addr(data[pos + 12 : pos + 16])
-        if frag & 0x3FFF:
-            return PacketProblem(
-                offset,
-                f"fragmented IPv4 packet from {src} (reassembly is not supported)",
-                data[:64],
-            )
         end = min(len(data), pos + total) if total >= ihl else len(data)
+        if frag & 0x3FFF and proto == 17:
+            if len(data) < orig:
+                return _cut_fragment(offset, src, data, orig)
+            ident = struct.unpack_from(">H", data, pos + 4)[0]
+            key = (data[pos + 12 : pos + 16], data[pos + 16 : pos + 20], ident)
+            start = (frag & 0x1FFF) * 8
+            return Fragment(offset, src, key, start, bool(frag & 0x2000), data[pos + ihl : end])
         pos += ihl
     elif version == 6:
         if len(data) < pos + 40:
@@ -252,26 +404,46 @@ def _packet(offset: int, linktype: int, data: bytes, orig: int) -> UdpPayload | 
         proto = data[pos + 6]
         src = _addr(data[pos + 8 : pos + 24])
         end = min(len(data), pos + 40 + plen)
+        start_v6 = pos
         pos += 40
         while proto in (0, 43, 60) and end - pos >= 8:  # hop-by-hop, routing, destination
             proto, pos = data[pos], pos + (data[pos + 1] + 1) * 8
+        if proto == 44 and end - pos >= 8 and data[pos] == 17:  # fragment header, then UDP
+            if len(data) < orig:
+                return _cut_fragment(offset, src, data, orig)
+            place, ident = struct.unpack_from(">HI", data, pos + 2)
+            key = (data[start_v6 + 8 : start_v6 + 24], data[start_v6 + 24 : start_v6 + 40], ident)
+            fragment = data[pos + 8 : end]
+            return Fragment(offset, src, key, place & 0xFFF8, bool(place & 1), fragment, "IPv6")
         if proto == 44:
-            return PacketProblem(
-                offset,
-                f"fragmented IPv6 packet from {src} (reassembly is not supported)",
-                data[:64],
-            )
+            proto = data[pos] if end - pos >= 8 else proto
     else:
         return PacketProblem(offset, f"IP version {version} in frame", data[:64])
     if proto != 17:
         return PacketProblem(
             offset, f"not a UDP packet (IP protocol {proto}) from {src}", data[:64]
         )
+    return _udp(offset, src, data, pos, end, cut=len(data) < orig, orig=orig)
+
+
+def _cut_fragment(offset: int, src: str, data: bytes, orig: int) -> PacketProblem:
+    return PacketProblem(
+        offset,
+        f"IP fragment from {src} was cut by the capture snap length "
+        f"({len(data)} of {orig} bytes captured)",
+        data[:64],
+    )
+
+
+def _udp(
+    offset: int, src: str, data: bytes, pos: int, end: int, cut: bool, orig: int = 0
+) -> UdpPayload | PacketProblem:
+    """The UDP datagram at ``pos`` (its IP packet ends at ``end``)."""
     if end - pos < 8:
         return PacketProblem(offset, f"UDP header from {src} is truncated", data)
     sport, dport, ulen = struct.unpack_from(">HHH", data, pos)
     stop = pos + ulen if 8 <= ulen <= end - pos else end
-    if ulen > end - pos and len(data) < orig:
+    if ulen > end - pos and cut:
         return PacketProblem(
             offset,
             f"UDP datagram from {src} was cut by the capture snap "
