@@ -1,0 +1,1 @@
+"""Evaluation: detection quality against ground truth, and the static-blocklist baseline."""
