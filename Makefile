@@ -4,7 +4,13 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test lint typecheck unit install clean
+.PHONY: demo test lint typecheck unit install clean ipdb system-deps evaluation
+
+# Debian packages some tests drive for real: headless Chromium renders the HTML report, nft and
+# ipset (in a network namespace made with iproute2) validate the blocklist exports, nfdump
+# converts nfcapd files. Installed when missing and we are root with apt; otherwise those tests
+# skip and say why.
+SYSTEM_PACKAGES := chromium nftables ipset iproute2 nfdump
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -25,10 +31,29 @@ lint: $(STAMP)
 typecheck: $(STAMP)
 	$(BIN)/mypy
 
-unit: $(STAMP)
+system-deps:
+	@missing=""; for p in $(SYSTEM_PACKAGES); do \
+	  dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	if [ -n "$$missing" ]; then \
+	  if command -v apt-get >/dev/null && [ "$$(id -u)" = 0 ]; then \
+	    echo "installing system packages:$$missing"; \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; \
+	  else echo "note: missing system packages:$$missing (the tests that need them skip)"; fi; \
+	fi
+
+unit: $(STAMP) system-deps
 	$(BIN)/pytest -q
 
 test: lint typecheck unit
+
+# Regenerate docs/evaluation.md: the simulator at three scales and two seeds, scored.
+evaluation: $(STAMP)
+	$(BIN)/python -m orbwatch.evaluate.matrix --out docs/evaluation.md
+
+# Rebuild the bundled IP database from the pinned npm packages (needs npm; tarballs are cached
+# in $$XDG_CACHE_HOME/orbwatch-ipdb, never in the repository). See scripts/build_ipdb.py.
+ipdb: $(STAMP)
+	$(BIN)/python scripts/build_ipdb.py --fetch-yardstick
 
 clean:
 	rm -rf $(VENV) demo-output .pytest_cache .mypy_cache .ruff_cache

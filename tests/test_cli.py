@@ -54,17 +54,26 @@ def test_readme_walkthrough(tmp_path: Path, corpus: Path) -> None:
 
     code, out = orbwatch(ws, "detect", "--json")
     assert code == 0
-    assert json.loads(out)[0]["alerts"] == 1  # firehol's 10/8 and 192.168/16 match nothing
+    runs = {r["detector"]: r for r in json.loads(out)}
+    assert runs["known_bad_infrastructure"]["alerts"] == 1  # firehol's 10/8, 192.168/16: nothing
 
     code, out = orbwatch(ws, "alerts", "--json")
     alerts = json.loads(out)
-    assert len(alerts) == 1
-    assert alerts[0]["src_ip"] == "10.8.0.61" and alerts[0]["dst_ip"] == "147.32.83.234"
-    assert alerts[0]["severity"] == "high"
+    listed = [a for a in alerts if a["detector"] == "known_bad_infrastructure"]
+    assert len(listed) == 1
+    assert listed[0]["src_ip"] == "10.8.0.61" and listed[0]["dst_ip"] == "147.32.83.234"
+    assert listed[0]["severity"] == "high"
+    # The Slips captures are a horizontal and a vertical port scan: both are reported.
+    scans = sorted(a["title"] for a in alerts if a["detector"] == "recon_then_access")
+    assert scans == [
+        "Internal address 10.0.2.112 scanned 11 address(es)",
+        "Internal address 192.168.1.9 scanned 1 address(es)",
+    ]
+    alerts = listed
 
     code, out = orbwatch(ws, "alerts", "show", alerts[0]["alert_id"][:6], "--json")
     shown = json.loads(out)
-    assert shown["evidence"]["lists"] == ["analyst (147.32.83.234/32)"]
+    assert shown["evidence"]["lists"] == ["analyst (147.32.83.234/32, unknown, score 80)"]
     assert shown["evidence_rows"][0]["dst_port"] == 1337
     assert shown["evidence_rows"][0]["source_file"].endswith(
         "stratosphere_003-android-rat__conn.log"

@@ -118,9 +118,12 @@ def test_version_1_workspace_gains_the_tables_and_columns_added_since(tmp_path: 
     con = duckdb.connect(str(path))
     con.execute("DROP TABLE ip_info")
     con.execute("ALTER TABLE alerts DROP COLUMN updated_at")
+    con.execute("ALTER TABLE alerts DROP COLUMN status")
     con.close()
     with Workspace.open(path) as ws:
         assert ws.schema_version() == schema.SCHEMA_VERSION
         assert ws.count("ip_info") == 0
         assert ws.table("alerts").column_names == schema.TABLES["alerts"].schema.names
         assert ws.count("alerts") == 1
+        ws.append("alerts", pa.table({"alert_id": ["a2"], "status": ["new"]}))
+        assert ws.table("alerts").column("status").to_pylist() == [None, "new"]

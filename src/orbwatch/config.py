@@ -17,6 +17,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from orbwatch import netaddr
+from orbwatch.alerts.suppress import SuppressionRule
 from orbwatch.errors import ConfigError
 
 DEFAULT_CONFIG_FILE = "orbwatch.toml"
@@ -38,6 +39,13 @@ def _check_cidr(value: str) -> str:
         return netaddr.network(value).text
     except ValueError as exc:
         raise ValueError(f"{value!r} is not an IP address or CIDR network ({exc})") from None
+
+
+def _country_codes(values: list[str]) -> list[str]:
+    for v in values:
+        if len(v) != 2 or not v.isalpha():
+            raise ValueError(f"{v!r} is not an ISO 3166 two-letter country code")
+    return [v.upper() for v in values]
 
 
 class _Strict(BaseModel):
@@ -76,11 +84,97 @@ class AllowEntry(_Strict):
         return self.expires is None or today <= self.expires
 
 
+LoginService = Literal["vpn", "ssh", "sso", "windows"]
+#: Login services that are remote access unless the config says otherwise.
+REMOTE_SERVICES: tuple[LoginService, ...] = ("vpn", "ssh", "sso")
+
+
 class RemoteAccessPolicy(_Strict):
     """Controls the organisation requires on remote access (audited by the control-gap checks)."""
 
     mfa_required: bool = True
     machine_certificate_required: bool = False
+    #: Services the remote-access controls apply to (login ``service`` values).
+    services: list[LoginService] = Field(default_factory=lambda: list(REMOTE_SERVICES))
+    #: When not empty, successful remote logins must come from these countries (ISO codes).
+    allowed_countries: list[str] = Field(default_factory=list)
+    #: When not empty, successful remote logins must come from these networks.
+    allowed_sources: list[str] = Field(default_factory=list)
+
+    @field_validator("allowed_sources")
+    @classmethod
+    def _sources(cls, values: list[str]) -> list[str]:
+        return [_check_cidr(v) for v in values]
+
+    @field_validator("allowed_countries")
+    @classmethod
+    def _allowed_countries(cls, values: list[str]) -> list[str]:
+        return _country_codes(values)
+
+
+class IntelClass(StrEnum):
+    """What kind of infrastructure an indicator names; picks its decay lifetime."""
+
+    COMPROMISED_SOHO = "compromised-soho"
+    VPS_RELAY = "vps-relay"
+    QUAD7 = "quad7"
+    C2 = "c2"
+    SCANNER = "scanner"
+    TOR = "tor"
+    PROXY = "proxy"
+    UNKNOWN = "unknown"
+
+
+#: Days until an indicator of each class has decayed to zero (``tau`` of the MISP polynomial
+#: model). ORB node lifetimes from public reporting: Raptor Train compromised devices ~17 days
+#: and VPS tiers ~77 days (Lumen Black Lotus Labs, 2024); CovertNetwork-1658 / Quad7 nodes ~90
+#: days on average (Microsoft, Sekoia, Team Cymru). Other classes keep MISP's NIDS default of
+#: 120 days, because no reporting gives a better number.
+DEFAULT_TAU_DAYS: dict[str, float] = {
+    "compromised-soho": 17.0,
+    "vps-relay": 77.0,
+    "quad7": 90.0,
+    "c2": 120.0,
+    "scanner": 120.0,
+    "tor": 120.0,
+    "proxy": 120.0,
+    "unknown": 120.0,
+}
+
+
+class IntelSettings(_Strict):
+    """``[intel]``: how indicators decay (see :mod:`orbwatch.enrich.decay`)."""
+
+    tau_days: dict[IntelClass, float] = Field(default_factory=dict)
+    delta: float = Field(default=2.0, gt=0, description="MISP default decay speed.")
+    threshold: float = Field(default=30.0, ge=0, le=100, description="MISP NIDS threshold.")
+    default_confidence: float = Field(default=80.0, ge=0, le=100, description="MISP NIDS base.")
+
+    @field_validator("tau_days")
+    @classmethod
+    def _tau(cls, values: dict[IntelClass, float]) -> dict[IntelClass, float]:
+        for name, days in values.items():
+            if not days > 0:
+                raise ValueError(f"tau_days.{name}: must be more than 0 days")
+        return values
+
+    def tau(self) -> dict[str, float]:
+        """Lifetime in days of every class: the configured ones over the defaults."""
+        return {**DEFAULT_TAU_DAYS, **{str(k): v for k, v in self.tau_days.items()}}
+
+
+class EnrichSettings(_Strict):
+    """``[enrich]``: MaxMind databases used instead of the bundled one (docs/enrichment.md)."""
+
+    city_mmdb: Path | None = Field(default=None, description="GeoLite2/GeoIP2 City .mmdb.")
+    asn_mmdb: Path | None = Field(default=None, description="GeoLite2/GeoIP2 ASN .mmdb.")
+
+    @field_validator("city_mmdb", "asn_mmdb")
+    @classmethod
+    def _readable(cls, value: Path | None) -> Path | None:
+        if value is not None and not value.is_file():
+            raise ValueError(f"{value}: no such MaxMind database file")
+        return value
 
 
 class Config(_Strict):
@@ -89,23 +183,35 @@ class Config(_Strict):
     organisation: str = Field(default="Example Org", max_length=200)
     internal_networks: list[str] = Field(default_factory=lambda: list(netaddr.DEFAULT_INTERNAL))
     home_countries: list[str] = Field(default_factory=list)
+    corporate_egress: list[str] = Field(
+        default_factory=list,
+        description="Public addresses the organisation's own traffic leaves from (offices, "
+        "VPN or zero-trust egress); logins from them are never unusual.",
+    )
     edge_assets: list[EdgeAsset] = Field(default_factory=list)
     allow: list[AllowEntry] = Field(default_factory=list)
     remote_access: RemoteAccessPolicy = Field(default_factory=RemoteAccessPolicy)
     syslog_timezone: str = Field(default="UTC", description="Zone of year-less syslog stamps.")
+    intel: IntelSettings = Field(default_factory=IntelSettings)
+    enrich: EnrichSettings = Field(default_factory=EnrichSettings)
+    suppress: list[SuppressionRule] = Field(
+        default_factory=list, description="Known-benign findings (see orbwatch.alerts.suppress)."
+    )
 
     @field_validator("internal_networks")
     @classmethod
     def _internal(cls, values: list[str]) -> list[str]:
         return [_check_cidr(v) for v in values]
 
+    @field_validator("corporate_egress")
+    @classmethod
+    def _egress(cls, values: list[str]) -> list[str]:
+        return [_check_cidr(v) for v in values]
+
     @field_validator("home_countries")
     @classmethod
     def _countries(cls, values: list[str]) -> list[str]:
-        for v in values:
-            if len(v) != 2 or not v.isalpha():
-                raise ValueError(f"{v!r} is not an ISO 3166 two-letter country code")
-        return [v.upper() for v in values]
+        return _country_codes(values)
 
     def internal_ranges(self) -> list[netaddr.Network]:
         """The organisation's own networks as parsed ranges."""
@@ -165,6 +271,10 @@ internal_networks = ["10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16", "fc00::/7"
 # ISO 3166 codes of the countries the organisation operates in (for login-location profiling).
 home_countries = ["US"]
 
+# Public addresses the organisation's traffic leaves from (offices, VPN or zero-trust egress):
+# logins from them are never "unusual" for the login detectors.
+corporate_egress = ["192.0.2.0/28"]
+
 # Time zone of classic syslog stamps that carry no zone (IANA name).
 syslog_timezone = "UTC"
 
@@ -193,4 +303,19 @@ expires = 2027-06-30
 [remote_access]
 mfa_required = true
 machine_certificate_required = true
+# Services the controls apply to (vpn, ssh, sso, windows).
+services = ["vpn", "ssh", "sso"]
+# When set, successful remote logins from elsewhere are reported (empty: not enforced).
+allowed_countries = ["US"]
+allowed_sources = []
+
+# Threat-intel decay (MISP polynomial model): score = base * (1 - (age / tau) ^ (1 / delta)),
+# age counted from the indicator's last sighting; under `threshold` it is expired.
+[intel]
+delta = 2.0                 # MISP default
+threshold = 30.0            # MISP NIDS model
+default_confidence = 80.0   # base score of indicators whose feed gives no confidence
+# Days until an indicator of a class decays to zero (defaults: compromised-soho 17,
+# vps-relay 77, quad7 90, others 120).
+tau_days = { compromised-soho = 17.0, vps-relay = 77.0, quad7 = 90.0 }
 """

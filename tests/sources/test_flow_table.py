@@ -317,3 +317,22 @@ def test_csv_without_required_columns_raises(
         Ingestor(workspace, config).ingest(str(path))
     with pytest.raises(InputError, match=r"cannot find columns for \['ts_start', 'src_ip'"):
         Ingestor(workspace, config).ingest(str(path), "flow_csv")
+
+
+@pytest.mark.parametrize(
+    "head",
+    [b"\x01\x02\r\x03,\x04,\x05\n", b"\xff" * 200_000, b'"' + b"\x00" * 200_000],
+    ids=["lone carriage return", "field over the csv size limit", "unterminated quote"],
+)
+def test_sniff_answers_false_on_binary_input(head: bytes) -> None:
+    assert FlowCsv.sniff(head, "blob.bin") is False
+
+
+def test_binary_file_no_format_recognises_is_an_input_error(
+    corpus: Path, workspace: Workspace, config: Config, tmp_path: Path
+) -> None:
+    path = tmp_path / "blob.bin"
+    invalid = (corpus / "netflow" / "softflowd-hex" / "packet_invalid.bin").read_bytes()
+    path.write_bytes(invalid + b"\r" + b"\xff" * 200_000)
+    with pytest.raises(InputError, match="unknown format"):
+        Ingestor(workspace, config).ingest(str(path))

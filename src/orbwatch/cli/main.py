@@ -19,12 +19,14 @@ from typer.core import TyperGroup
 
 from orbwatch import __version__
 from orbwatch import config as config_mod
-from orbwatch.alerts.store import SEVERITY_LEVEL, get_alert, list_alerts
+from orbwatch.alerts.store import SEVERITY_LEVEL
+from orbwatch.alerts.suppress import load_rules
+from orbwatch.cli.intel import blocklist_app, intel_app
 from orbwatch.detect.base import DetectContext
 from orbwatch.detect.registry import detectors
+from orbwatch.detect.run import DetectorRun
 from orbwatch.detect.run import run as run_detectors
 from orbwatch.engines.base import Engine
-from orbwatch.enrich.intel import add_list
 from orbwatch.errors import InputError, OrbwatchError
 from orbwatch.report.terminal import console, safe, table, to_json
 from orbwatch.sources import registry
@@ -54,12 +56,8 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
 )
-intel_app = typer.Typer(help="Threat-intelligence lists.", no_args_is_help=True)
-alerts_app = typer.Typer(
-    help="List alerts, or show one with its evidence.", invoke_without_command=True
-)
 app.add_typer(intel_app, name="intel")
-app.add_typer(alerts_app, name="alerts")
+app.add_typer(blocklist_app, name="blocklist")
 
 
 class State:
@@ -157,6 +155,15 @@ def ingest(
         ),
     ] = None,
     force: Annotated[bool, typer.Option(help="Reload inputs that were loaded before.")] = False,
+    year: Annotated[
+        int | None,
+        typer.Option(
+            "--year",
+            min=1970,
+            max=9999,
+            help="Year of the first year-less syslog stamp (default: from the file's mtime).",
+        ),
+    ] = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Parse inputs into the workspace; bad records go to quarantine with the reason."""
@@ -175,6 +182,7 @@ def ingest(
                     force=force,
                     mapping=_parse_map(mapping or []),
                     on_rows=partial(progress.advance, task),
+                    year=year,
                 )
             except InputError as exc:
                 result = IngestResult(file=name, status="failed", message=str(exc))
@@ -228,9 +236,18 @@ def _print_ingest(results: list[IngestResult], as_json: bool) -> None:
     for r in results:
         for reason, count in sorted(r.reasons.items()):
             out.print(f"  {safe(r.file)}: {count} quarantined: {safe(reason)}")
+        for reason, count in sorted(r.skipped.items()):
+            out.print(f"  {safe(r.file)}: {count} skipped: {safe(reason)}")
         if r.message and r.status == "skipped":
             out.print(f"  {safe(r.file)}: {safe(r.message)}")
     quarantined = sum(r.quarantined for r in results)
+    by_reason: dict[str, int] = {}
+    for r in results:
+        for reason, count in r.reasons.items():
+            by_reason[reason] = by_reason.get(reason, 0) + count
+    if len(by_reason) > 1 or sum(1 for r in results if r.reasons) > 1:
+        ranked = sorted(by_reason.items(), key=lambda kv: (-kv[1], kv[0]))
+        out.print(table("quarantined by reason", ["reason", "records"], ranked))
     if quarantined:
         out.print(f"{quarantined} record(s) quarantined: see `orbwatch quarantine`")
 
@@ -300,55 +317,6 @@ def quarantine(
         )
 
 
-@intel_app.command("add")
-def intel_add(
-    path: Annotated[
-        str, typer.Argument(help="List file (FireHOL ipset/netset, IPsum, one IP/CIDR per line).")
-    ],
-    name: Annotated[
-        str, typer.Option("--name", "-n", help="Name of the list (loading it again refreshes it).")
-    ],
-    force: Annotated[bool, typer.Option(help="Reload even if this exact file was loaded.")] = False,
-    as_json: JsonOpt = False,
-) -> None:
-    """Load or refresh a threat-intelligence list."""
-    with _open() as ws:
-        result = add_list(ws, path, name, force=force)
-    if as_json:
-        _emit_json(asdict(result))
-    else:
-        out.print(
-            f"{safe(result.name)}: {result.status}, {result.indicators} indicators "
-            f"({result.added} new, {result.removed} removed), {result.quarantined} quarantined"
-            + (f"; {safe(result.message)}" if result.message else "")
-        )
-        for reason, count in result.reasons.items():
-            out.print(f"  {count} line(s): {safe(reason)}")
-    if result.quarantined:
-        raise typer.Exit(1)
-
-
-@intel_app.command("list")
-def intel_list(as_json: JsonOpt = False) -> None:
-    """Loaded lists with their indicator counts and load times."""
-    with _open(read_only=True) as ws:
-        rows = ws.query(
-            "SELECT list_name, count(*) AS indicators, min(first_seen) AS first_loaded, "
-            "max(last_seen) AS last_loaded, min(source_file) AS file FROM intel "
-            "GROUP BY list_name ORDER BY list_name"
-        ).to_pylist()
-    if as_json:
-        _emit_json(rows)
-    else:
-        out.print(
-            table(
-                "intel lists",
-                ["list", "indicators", "first loaded", "last loaded", "file"],
-                [tuple(r.values()) for r in rows],
-            )
-        )
-
-
 @app.command("detectors")
 def list_detectors(as_json: JsonOpt = False) -> None:
     """The detectors and what they find."""
@@ -381,29 +349,35 @@ def detect(
     detector: Annotated[
         list[str] | None, typer.Option("--detector", "-d", help="Run only these (repeatable).")
     ] = None,
+    suppressions: Annotated[
+        list[Path] | None,
+        typer.Option("--suppressions", help="TOML file of [[suppress]] rules (repeatable)."),
+    ] = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Run the detectors and store their alerts in the workspace."""
     cfg = _config()
+    rules = [rule for path in suppressions or [] for rule in load_rules(path)]
     with _open() as ws:
         eng = _engine(engine, ws, input_dir)
         try:
-            results = run_detectors(ws, DetectContext(cfg, eng), detector)
+            results = run_detectors(ws, DetectContext(cfg, eng), detector, rules)
         finally:
             eng.close()
     if as_json:
         _emit_json([asdict(r) for r in results])
         return
-    out.print(
-        table(
-            f"detect ({engine})",
-            ["detector", "alerts", "new", "by severity", "s"],
-            [
-                (r.detector, r.alerts, r.new, _sev(r.by_severity), f"{r.seconds:.2f}")
-                for r in results
-            ],
-        )
-    )
+    print_detector_runs(f"detect ({engine})", results)
+
+
+def print_detector_runs(title: str, results: list[DetectorRun]) -> None:
+    """The per-detector summary table of `detect` and `analyse`."""
+    columns = ["detector", "alerts", "new", "suppressed", "by severity", "s"]
+    rows = [
+        (r.detector, r.alerts, r.new, r.suppressed, _sev(r.by_severity), f"{r.seconds:.2f}")
+        for r in results
+    ]
+    out.print(table(title, columns, rows))
 
 
 def _sev(counts: dict[str, int]) -> str:
@@ -438,103 +412,6 @@ def export_tables(
     out.print(f"wrote {len(written)} tables to {directory}")
 
 
-@alerts_app.callback()
-def alerts(
-    ctx: typer.Context,
-    severity: Annotated[
-        str, typer.Option(help="Minimum severity: info, low, medium, high, critical.")
-    ] = "info",
-    detector: Annotated[str | None, typer.Option(help="Only this detector's alerts.")] = None,
-    limit: Annotated[int, typer.Option(help="At most this many.")] = 100,
-    as_json: JsonOpt = False,
-) -> None:
-    """List alerts, most severe first."""
-    if ctx.invoked_subcommand is not None:
-        return
-    with _open(read_only=True) as ws:
-        rows = list_alerts(ws, min_severity=severity, detector=detector, limit=limit)
-    if as_json:
-        _emit_json(rows)
-        return
-    out.print(
-        table(
-            "alerts",
-            ["id", "severity", "score", "detector", "title", "first seen", "last seen", "events"],
-            [
-                (
-                    r["alert_id"],
-                    r["severity"],
-                    r["score"],
-                    r["detector"],
-                    r["title"],
-                    r["first_seen"],
-                    r["last_seen"],
-                    r["event_count"],
-                )
-                for r in rows
-            ],
-        )
-    )
-    if not rows:
-        out.print("no alerts (run `orbwatch detect` after ingesting data and loading intel)")
-
-
-@alerts_app.command("show")
-def alerts_show(
-    alert_id: Annotated[str, typer.Argument(help="Alert id or a unique prefix.")],
-    as_json: JsonOpt = False,
-) -> None:
-    """One alert: explanation, evidence and the records behind it (with file and offset)."""
-    with _open(read_only=True) as ws:
-        alert = get_alert(ws, alert_id)
-    if as_json:
-        _emit_json(alert)
-        return
-    out.print(
-        f"{safe(alert['alert_id'])}  [{safe(alert['severity'])}]  {safe(alert['title'], 300)}"
-    )
-    out.print(
-        f"detector {safe(alert['detector'])}; ATT&CK {safe(alert['techniques'])}; "
-        f"status {safe(alert['status'])}"
-    )
-    out.print(safe(alert["explanation"], 2000))
-    out.print(
-        table("evidence", ["fact", "value"], [(k, v) for k, v in sorted(alert["evidence"].items())])
-    )
-    rows = alert["evidence_rows"]
-    if rows:
-        columns = [
-            "time",
-            "src",
-            "sport",
-            "dst",
-            "dport",
-            "proto",
-            "bytes out",
-            "bytes in",
-            "action",
-            "state",
-            "file:line",
-        ]
-        cells = [
-            (
-                r["ts_start"],
-                r["src_ip"],
-                r["src_port"],
-                r["dst_ip"],
-                r["dst_port"],
-                r["protocol"],
-                r["src_bytes"],
-                r["dst_bytes"],
-                r["action"],
-                r["conn_state"],
-                f"{Path(r['source_file']).name}:{r['source_offset']}",
-            )
-            for r in rows
-        ]
-        out.print(table(f"records (first {len(rows)}; --json for full paths)", columns, cells))
-
-
 @app.command()
 def demo(
     out_dir: Annotated[
@@ -546,3 +423,31 @@ def demo(
     from orbwatch.simulate.demo import run_demo
 
     run_demo(out_dir, seed=seed, console=out)
+
+
+def _register_subcommands() -> None:
+    """Sub-apps live in their own modules; they import helpers from here, so register last."""
+    from orbwatch.cli.alerts import alerts_app
+    from orbwatch.cli.analyse import analyse_command, baseline
+    from orbwatch.cli.assets import assets
+    from orbwatch.cli.collect import collect_app
+    from orbwatch.cli.enrich import enrich, lookup
+    from orbwatch.cli.evaluate import evaluate_command
+    from orbwatch.cli.report import campaigns_app, report
+    from orbwatch.cli.simulate import simulate
+
+    app.command("simulate")(simulate)
+
+    app.add_typer(alerts_app, name="alerts")
+    app.add_typer(campaigns_app, name="campaigns")
+    app.command("report")(report)
+    app.command("baseline")(baseline)
+    app.command("analyse")(analyse_command)
+    app.command("evaluate")(evaluate_command)
+    app.add_typer(collect_app, name="collect")
+    app.command("enrich")(enrich)
+    app.command("lookup")(lookup)
+    app.command("assets")(assets)
+
+
+_register_subcommands()

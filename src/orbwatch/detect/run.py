@@ -10,6 +10,7 @@ from typing import Any
 
 import pyarrow as pa
 
+from orbwatch.alerts.suppress import SuppressionRule, suppressed_by
 from orbwatch.detect.base import DetectContext, Detector
 from orbwatch.detect.registry import detectors
 from orbwatch.errors import OrbwatchError
@@ -27,6 +28,7 @@ class DetectorRun:
     alerts: int = 0
     new: int = 0
     by_severity: dict[str, int] = field(default_factory=dict)
+    suppressed: int = 0
     seconds: float = 0.0
 
 
@@ -80,19 +82,54 @@ def upsert_alerts(ws: Workspace, alerts: pa.Table) -> int:
             ws.con.execute(
                 "CREATE OR REPLACE TEMP TABLE _merged AS SELECT n.* REPLACE ("
                 " coalesce(o.status, n.status) AS status,"
-                " coalesce(o.created_at, n.created_at) AS created_at)"
+                " coalesce(o.created_at, n.created_at) AS created_at,"
+                " o.status_comment AS status_comment,"
+                " o.status_changed_at AS status_changed_at,"
+                " o.campaign_id AS campaign_id)"
                 " FROM _new_alerts n LEFT JOIN alerts o USING (alert_id)"
             )
             ws.con.execute("DELETE FROM alerts WHERE alert_id IN (SELECT alert_id FROM _merged)")
-            ws.con.execute("INSERT INTO alerts SELECT * FROM _merged")
+            ws.con.execute("INSERT INTO alerts BY NAME SELECT * FROM _merged")
             ws.con.execute("DROP TABLE _merged")
     finally:
         ws.con.unregister("_new_alerts")
     return int(new)
 
 
-def run(ws: Workspace, ctx: DetectContext, only: list[str] | None = None) -> list[DetectorRun]:
-    """Run the chosen detectors (all by default) and store their alerts in ``ws``."""
+def _asns(ws: Workspace, alerts: pa.Table) -> dict[str, int]:
+    """AS numbers of the alerts' addresses, from the enrichment cache (empty before enrich)."""
+    ips = {ip for col in ("src_ip", "dst_ip") for ip in alerts[col].to_pylist() if ip}
+    if not ips:
+        return {}
+    rows = ws.query(
+        "SELECT ip, asn FROM ip_info WHERE ip IN (SELECT unnest(?)) AND asn IS NOT NULL",
+        [sorted(ips)],
+    ).to_pylist()
+    return {r["ip"]: r["asn"] for r in rows}
+
+
+def apply_suppressions(
+    ws: Workspace, alerts: pa.Table, rules: list[SuppressionRule], today: dt.date
+) -> pa.Table:
+    """Fill ``suppressed_by``: covered alerts are kept and counted, only marked."""
+    if not rules or alerts.num_rows == 0:
+        return alerts
+    names = suppressed_by(alerts.to_pylist(), rules, _asns(ws, alerts), today)
+    index = alerts.column_names.index("suppressed_by")
+    return alerts.set_column(index, "suppressed_by", pa.array(names, pa.string()))
+
+
+def run(
+    ws: Workspace,
+    ctx: DetectContext,
+    only: list[str] | None = None,
+    suppressions: list[SuppressionRule] | None = None,
+) -> list[DetectorRun]:
+    """Run the chosen detectors (all by default) and store their alerts in ``ws``.
+
+    ``suppressions`` come on top of the config's ``[[suppress]]`` rules.
+    """
+    rules = [*ctx.config.suppress, *(suppressions or [])]
     available = detectors()
     unknown = sorted(set(only or []) - set(available))
     if unknown:
@@ -103,8 +140,9 @@ def run(ws: Workspace, ctx: DetectContext, only: list[str] | None = None) -> lis
             continue
         started = time.monotonic()
         detector = cls()
-        alerts = alerts_of(detector, ctx)
+        alerts = apply_suppressions(ws, alerts_of(detector, ctx), rules, ctx.now.date())
         summary = DetectorRun(det_id, alerts=alerts.num_rows)
+        summary.suppressed = alerts.num_rows - alerts["suppressed_by"].null_count
         summary.new = upsert_alerts(ws, alerts)
         for sev in alerts["severity"].to_pylist():
             summary.by_severity[sev] = summary.by_severity.get(sev, 0) + 1

@@ -234,7 +234,12 @@ class FlowCsv(Source):
     def _header(head: bytes) -> tuple[list[str], str] | None:
         first = head.split(b"\n", 1)[0].decode("utf-8", "replace").strip("\r\ufeff ")
         for delimiter in DELIMITERS:
-            names = next(csv.reader([first], delimiter=delimiter))
+            try:
+                names = next(csv.reader([first], delimiter=delimiter))
+            except csv.Error:
+                # Binary input (a lone CR, a "field" over csv's size limit) is no header row:
+                # sniffing must answer False, never raise and stop format detection.
+                return None
             if len(names) >= 3:
                 return [n.strip() for n in names], delimiter
         return None

@@ -115,7 +115,13 @@ LOGINS = _spec(
         ("service", pa.string(), "`vpn`, `ssh`, `sso` or `windows`."),
         ("target", pa.string(), "Device, host or application logged into."),
         ("target_ip", pa.string(), "Address of the target, when logged."),
-        ("outcome", pa.string(), "`success` or `failure`."),
+        (
+            "outcome",
+            pa.string(),
+            "`success` or `failure` (an attempt); `end` (session end or logoff); `info` "
+            "(other authentication context the product logs: disconnect before "
+            "authentication, privileges assigned, MFA challenge).",
+        ),
         ("failure_reason", pa.string(), "Why it failed, as logged."),
         ("mfa", pa.string(), "`yes`, `no` or `unknown`: was a second factor used."),
         ("mfa_method", pa.string(), "Second factor method, when logged."),
@@ -128,6 +134,22 @@ LOGINS = _spec(
         ("session_id", pa.string(), "Session identifier, when logged."),
         ("bytes", pa.int64(), "Bytes transferred in the session, when logged."),
         ("duration_s", pa.float64(), "Session duration in seconds, when logged."),
+        ("event", pa.string(), "The product's own event name or id (`4625`, `113039`)."),
+        (
+            "auth_method",
+            pa.string(),
+            "First-factor method as logged: `password`, `publickey`, `certificate`, "
+            "`keyboard-interactive`, an authentication package (`NTLM`) or client protocol.",
+        ),
+        ("domain", pa.string(), "Account domain or realm, when logged apart from `user`."),
+        ("logon_type", pa.string(), "Windows logon type (`3 network`, `10 remote-interactive`)."),
+        (
+            "policy",
+            pa.string(),
+            "Access policy that applied: VPN group policy or connection profile, or the "
+            "conditional-access result of an SSO sign-in.",
+        ),
+        ("country_logged", pa.string(), "Country of the source as the product logged it."),
         *_PROVENANCE,
     ],
 )
@@ -147,12 +169,19 @@ ASSETS = _spec(
         ),
         ("origin", pa.string(), "`config` or `discovered`."),
         ("updated_at", TS, "When the row was written."),
+        (
+            "services",
+            pa.string(),
+            "Service ports it answered the Internet on, comma-separated (`orbwatch assets`).",
+        ),
+        ("peers", pa.int64(), "Distinct external peers in its traffic (`orbwatch assets`)."),
+        ("evidence", pa.string(), "Why it was discovered, in words (discovered assets)."),
     ],
 )
 
 INTEL = _spec(
     "intel",
-    "One indicator (address or network) from a threat-intelligence list.",
+    "One indicator (address, network or domain) from a threat-intelligence feed.",
     [
         ("intel_id", pa.string(), "Stable identifier: hash of list name and indicator."),
         ("list_name", pa.string(), "Name given with `orbwatch intel add --name`."),
@@ -167,9 +196,36 @@ INTEL = _spec(
         ("end_key", pa.string(), "Last address key covered."),
         ("score", pa.float64(), "Score given by the list (IPsum: number of lists), else null."),
         ("comment", pa.string(), "Comment carried on the indicator's line, if any."),
-        ("first_seen", TS, "When orbwatch first loaded this indicator from this list."),
-        ("last_seen", TS, "When orbwatch last loaded it (a refreshed list moves this)."),
+        (
+            "first_seen",
+            TS,
+            "First sighting: the feed's own first-seen time when it gives one, else when "
+            "orbwatch first loaded the indicator from this list.",
+        ),
+        (
+            "last_seen",
+            TS,
+            "Last sighting: the feed's own last-seen time when it gives one, else the latest "
+            "load of a list naming it (re-seeing moves it; decay counts from it).",
+        ),
         *_PROVENANCE,
+        ("kind", pa.string(), "`ip`, `cidr` or `domain` (domains have no family or keys)."),
+        (
+            "intel_class",
+            pa.string(),
+            "`compromised-soho`, `vps-relay`, `quad7`, `c2`, `scanner`, `tor`, `proxy` or "
+            "`unknown`: picks the decay lifetime (docs/enrichment.md).",
+        ),
+        (
+            "confidence",
+            pa.float64(),
+            "0-100 as the feed (or `--confidence`) gave it; null means the configured default.",
+        ),
+        ("tags", pa.string(), "Comma-separated tags from the feed (MISP tags, STIX labels)."),
+        ("valid_from", TS, "Start of validity, when the feed gives it (STIX `valid_from`)."),
+        ("valid_until", TS, "End of validity, when the feed gives it: expired after it."),
+        ("external_id", pa.string(), "The feed's own id of the indicator (STIX id, MISP uuid)."),
+        ("expired_at", TS, "When `orbwatch intel expire --mark` marked it expired, else null."),
     ],
 )
 
@@ -241,8 +297,47 @@ ALERTS = _spec(
             pa.string(),
             "Triage state: `new`, `acknowledged`, `false-positive`, `resolved`.",
         ),
+        ("status_comment", pa.string(), "Comment given with the last triage change."),
+        ("status_changed_at", TS, "When the triage state last changed."),
+        (
+            "suppressed_by",
+            pa.string(),
+            "Name of the suppression rule that covers the alert, else null. Suppressed alerts "
+            "are kept and counted; `orbwatch alerts --suppressed` lists them.",
+        ),
         ("created_at", TS, "When the alert was first raised."),
         ("updated_at", TS, "When `detect` last refreshed it."),
+        ("campaign_id", pa.string(), "Campaign the alert belongs to (`orbwatch campaigns`)."),
+    ],
+)
+
+CAMPAIGNS = _spec(
+    "campaigns",
+    "Alerts linked into one operation by shared accounts, targets, networks, ASNs, ports or "
+    "client strings close in time (see orbwatch.alerts.campaigns). Rebuilt by "
+    "`orbwatch campaigns`.",
+    [
+        ("campaign_id", pa.string(), "Hash of the member alert ids."),
+        ("title", pa.string(), "Size and detectors, in words."),
+        ("severity", pa.string(), "Highest severity among the alerts."),
+        ("score", pa.float64(), "Highest alert score, plus 2 per further linked alert (max 100)."),
+        ("first_seen", TS, "Earliest evidence."),
+        ("last_seen", TS, "Latest evidence."),
+        ("alert_count", pa.int64(), "Member alerts."),
+        ("alert_ids", pa.string(), "JSON list of member alert ids."),
+        ("techniques", pa.string(), "Comma-separated ATT&CK technique ids of the members."),
+        ("users", pa.string(), "JSON list of accounts involved."),
+        ("targets", pa.string(), "JSON list of internal addresses involved."),
+        ("relays", pa.string(), "JSON list of external addresses involved (relay nodes)."),
+        ("relay_count", pa.int64(), "Number of relay addresses."),
+        (
+            "relays_dead",
+            pa.int64(),
+            "Relays not seen in any flow or login for 3 days before the newest record.",
+        ),
+        ("relays_on_blocklist", pa.int64(), "Relays that a loaded threat list names."),
+        ("linked_by", pa.string(), "JSON list of the traits that link the alerts."),
+        ("status", pa.string(), "Triage state, as for alerts."),
     ],
 )
 
@@ -283,6 +378,122 @@ INGEST_RUNS = _spec(
     ],
 )
 
+LOGIN_PROFILES = _spec(
+    "login_profiles",
+    "Login baseline in long format: per user and service, how often each value of each "
+    "attribute (country, region, asn, net_class, client, hour_of_week, src_net, src_key, "
+    "target) occurred in successful logins. Built by `orbwatch baseline` "
+    "(`orbwatch.baseline.logins`), updated incrementally.",
+    [
+        ("user", pa.string(), "Account name."),
+        ("service", pa.string(), "`vpn`, `ssh`, `sso` or `windows`."),
+        ("attribute", pa.string(), "What the value describes (see the table description)."),
+        (
+            "value",
+            pa.string(),
+            "The value as text: ISO country, `CC/region`, AS number, network class, client "
+            "string (cut to 200 characters), hour of the week 0-167 (Monday 00 UTC is 0), "
+            "address-key prefix of the /24 (IPv4) or /48 (IPv6), address key, target.",
+        ),
+        ("count", pa.int64(), "Successful logins with this value."),
+        ("first_seen", TS, "First such login."),
+        ("last_seen", TS, "Last such login."),
+    ],
+)
+
+LOGIN_USERS = _spec(
+    "login_users",
+    "Per account: how much successful-login history the baseline holds, and from when the "
+    "account counts as profiled (learning period: 14 days or 10 logins, whichever comes first, "
+    "never before 5 days).",
+    [
+        ("user", pa.string(), "Account name."),
+        ("first_seen", TS, "First successful login."),
+        ("last_seen", TS, "Last successful login folded into the baseline."),
+        ("logins", pa.int64(), "Successful logins folded into the baseline."),
+        (
+            "learning_logins_at",
+            TS,
+            "Time of the login that completed the learning count (the 10th by default), "
+            "null until there is one.",
+        ),
+        (
+            "profiled_since",
+            TS,
+            "Logins after this time are judged against the profile; earlier ones get the "
+            "weaker verdict of an unprofiled account. May lie in the future.",
+        ),
+    ],
+)
+
+EDGE_METRICS: list[tuple[str, str]] = [
+    ("bytes_in", "payload bytes received by the asset from the Internet"),
+    ("bytes_out", "payload bytes sent by the asset to the Internet"),
+    ("flows_in", "flows from the Internet to the asset"),
+    ("flows_out", "flows the asset opened to the Internet"),
+    ("peers", "distinct external addresses"),
+    ("countries", "distinct countries of the external addresses"),
+    ("asns", "distinct autonomous systems of the external addresses"),
+    ("net_classes", "distinct network classes of the external addresses"),
+    ("ports", "distinct service (responder) ports"),
+]
+
+EDGE_HOURS = _spec(
+    "edge_hours",
+    "Edge traffic per asset (configured or discovered) and hour: the incremental material of "
+    "the hour-of-week baselines. Written by `orbwatch baseline`.",
+    [
+        ("entity", pa.string(), "Asset name."),
+        ("role", pa.string(), "Asset role."),
+        ("hour", TS, "Start of the hour (UTC)."),
+        *[(m, pa.int64(), f"Hour total: {doc}.") for m, doc in EDGE_METRICS],
+        ("updated_at", TS, "When the row was written."),
+    ],
+)
+
+EDGE_BASELINES = _spec(
+    "edge_baselines",
+    "Robust profile of each asset's edge traffic per hour of the week (and per hour of the day, "
+    "the fallback while weeks of history are missing): median and median absolute deviation "
+    "over the training hours, idle hours counted as zero. Written by `orbwatch baseline`.",
+    [
+        ("entity", pa.string(), "Asset name."),
+        ("slot_kind", pa.string(), "`hour_of_week` (0 = Monday 00h) or `hour_of_day`."),
+        ("slot", pa.int64(), "Hour of the week (0-167) or of the day (0-23), UTC."),
+        ("hours", pa.int64(), "Training hours behind the statistics (the history)."),
+        ("history_start", TS, "First training hour."),
+        ("history_end", TS, "End of the training period (exclusive)."),
+        *[
+            col
+            for m, doc in EDGE_METRICS
+            for col in (
+                (f"{m}_median", pa.float64(), f"Median per hour of {doc}."),
+                (f"{m}_mad", pa.float64(), f"Median absolute deviation of `{m}`."),
+            )
+        ],
+        ("updated_at", TS, "When the row was written."),
+    ],
+)
+
+PEER_CONTACTS = _spec(
+    "peer_contacts",
+    "Which internal address has dealt with which country, AS, network class and service port "
+    "on the Internet, first and last when: the organisation-wide prevalence and per-asset "
+    "history behind the novelty detectors. Written by `orbwatch baseline`.",
+    [
+        ("local_key", pa.string(), "Key of the internal address."),
+        (
+            "kind",
+            pa.string(),
+            "`country`, `asn`, `net_class`, `port_in` (a service of ours reached from the "
+            "Internet) or `port_out` (a port we reached on the Internet).",
+        ),
+        ("value", pa.string(), "Country code, `AS<n>`, class or port number; `unknown`."),
+        ("first_seen", TS, "First flow with it."),
+        ("last_seen", TS, "Last flow with it."),
+    ],
+)
+
 TABLES: dict[str, TableSpec] = {
     spec.name: spec
     for spec in (
@@ -293,8 +504,14 @@ TABLES: dict[str, TableSpec] = {
         INTEL,
         INTEL_BUCKETS,
         ALERTS,
+        CAMPAIGNS,
         QUARANTINE,
         INGEST_RUNS,
+        LOGIN_PROFILES,
+        LOGIN_USERS,
+        EDGE_HOURS,
+        EDGE_BASELINES,
+        PEER_CONTACTS,
     )
 }
 

@@ -181,7 +181,7 @@ class Workspace:
         data = conform(name, table)
         self.con.register("_orbwatch_append", data)
         try:
-            self.con.execute(f'INSERT INTO "{name}" SELECT * FROM _orbwatch_append')
+            self.con.execute(f'INSERT INTO "{name}" BY NAME SELECT * FROM _orbwatch_append')
         finally:
             self.con.unregister("_orbwatch_append")
         return int(data.num_rows)
@@ -197,8 +197,12 @@ class Workspace:
     def count(self, name: str) -> int:
         return int(self.scalar(f'SELECT count(*) FROM "{name}"'))
 
+    def _columns(self, name: str) -> str:
+        """The declared columns in declared order (a migrated table may store them otherwise)."""
+        return ", ".join(f'"{c}"' for c in TABLES[name].schema.names)
+
     def table(self, name: str) -> pa.Table:
-        return self.query(f'SELECT * FROM "{name}"')
+        return self.query(f'SELECT {self._columns(name)} FROM "{name}"')
 
     def status(self) -> list[dict[str, Any]]:
         """Per table: rows, time range (where the table has times) and distinct sources."""
@@ -230,7 +234,10 @@ class Workspace:
         for name in TABLES:
             target = directory / f"{name}.parquet"
             escaped = str(target).replace("'", "''")
-            self.con.execute(f"COPY \"{name}\" TO '{escaped}' (FORMAT parquet)")
+            self.con.execute(
+                f"COPY (SELECT {self._columns(name)} FROM \"{name}\") TO '{escaped}' "
+                "(FORMAT parquet)"
+            )
             written.append(target)
         return written
 

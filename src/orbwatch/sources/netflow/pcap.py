@@ -15,9 +15,9 @@ file ends the iteration with one final problem rather than an exception.
 Export datagrams larger than the path MTU (IPFIX from a busy firewall, v9 with many templates)
 arrive as IP fragments. :class:`Reassembler` puts them back together (RFC 791 and RFC 8200
 section 4.5: by source, destination and identification, pieces placed by fragment offset) in a
-bounded buffer; a datagram whose fragments never all arrive becomes a problem with the reason when the
-buffer must make room or the capture ends. Written by hand: the capture readers on PyPI that
-reassemble (scapy) are far heavier than this and slower per packet.
+bounded buffer; a datagram whose fragments never all arrive becomes a problem with the reason
+when the buffer must make room or the capture ends. Written by hand: the capture readers on
+PyPI that reassemble (scapy) are far heavier than this and slower per packet.
 """
 
 from __future__ import annotations
@@ -177,8 +177,8 @@ class Reassembler:
         first = part.pieces.get(0, b"")[:64]
         return PacketProblem(
             part.offset,
-            f"incomplete fragmented {part.family} datagram {part.ident} from {part.src}: {have:,} of "
-            f"{need} bytes arrived ({why})",
+            f"incomplete fragmented {part.family} datagram {part.ident} from {part.src}: "
+            f"{have:,} of {need} bytes arrived ({why})",
             first,
         )
 
