@@ -94,16 +94,14 @@ def _planted(rng: np.random.Generator, external: list[str]) -> dict[str, np.ndar
     for i in range(20):  # 20 hosts beaconing every 300 s with jitter for the whole period
         t = np.arange(0, DAYS * 86400, 300.0) + rng.normal(0, 5, DAYS * 288)
         parts.append(
-
-                {
-                    "t": t,
-                    "src": f"10.9.0.{i + 1}",
-                    "dst": f"45.{i}.7.7",
-                    "dport": 8443,
-                    "sbytes": rng.normal(400, 10, len(t)).astype(np.int64),
-                    "dbytes": 300,
-                }
-
+            {
+                "t": t,
+                "src": f"10.9.0.{i + 1}",
+                "dst": f"45.{i}.7.7",
+                "dport": 8443,
+                "sbytes": rng.normal(400, 10, len(t)).astype(np.int64),
+                "dbytes": 300,
+            }
         )
     t = np.sort(rng.uniform((DAYS - 4) * 86400, DAYS * 86400, 20_000))
     sources = rng.choice(external[:50_000], len(t))

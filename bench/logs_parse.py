@@ -2,8 +2,9 @@
 
 Why: a firewall cluster writes thousands of lines per second, and an investigation replays
 weeks of them. orbwatch splits lines with numpy, and takes headers and fields apart with Polars
-(one regex pass per column over whole batches); the baseline is what a script would do: one
-``re`` match for the syslog header and one for the fields, per line, into a dict.
+(whole batches, one lazy query per batch, each ``key=value`` key looked up once); the baseline
+is what a script would do: one ``re`` match for the syslog header and one for the fields, per
+line, into a dict.
 
 For each syslog firewall format a file of ``--lines`` lines is generated from real corpus line
 shapes, with addresses, ports and times varied by numpy (so that no two lines are equal), and
@@ -14,16 +15,23 @@ then measured, each in a fresh process (peak RSS is per measurement):
 * ``per-line re``: the same file read line by line (the first ``--baseline-lines`` lines), a
   header regex and a field regex per line, values converted with ``int()``.
 
-Memory is bounded by the read size (8 MiB of text per batch), not by the file: see the peak RSS
-column, which stays flat as ``--lines`` grows.
+Besides wall-clock lines/s (which other jobs on a shared machine slow down), each side's CPU
+time (user + system, all threads) per line is printed: it moves less with the machine's load.
+The load average is printed before each measurement. Pin to one core with ``taskset -c 0``.
 
-Usage: ``python bench/logs_parse.py [--lines N] [--baseline-lines N] [--formats a,b]``.
+Memory is bounded by the read size (8 MiB of text per batch), not by the file: the last table
+parses files of ``--memory-lines`` lines (default 0.5, 1 and 2 million) and prints orbwatch's
+peak RSS for each, which stays flat as the file grows.
+
+Usage: ``python bench/logs_parse.py [--lines N] [--baseline-lines N] [--formats a,b]
+[--memory-lines N,N] [--memory-formats a,b]``.
 """
 
 from __future__ import annotations
 
 import argparse
 import multiprocessing
+import os
 import re
 import resource
 import tempfile
@@ -96,7 +104,8 @@ CASES = [
         "2018/09/20 13:03:58,574326,1,{sp},{dp},53722,8088,0x400064,tcp,allow,296,296,0,4,"
         "2018/09/20 13:03:45,7,any,0,730277,0x0,United States,10.0.0.0-10.255.255.255,0,4,0,"
         "aged-out,0,0,0,0,,PA-VM,from-policy,,,0,,0,,N/A,0,0,0,0",
-        r"^\d+,[^,]*,[^,]*,TRAFFIC,(?:[^,]*,){3}([^,]*),([^,]*),(?:[^,]*,){13}(\d+),(\d+),"
+        # Fields 7, 8 (addresses), 24, 25 (ports), 29 (protocol), 30 (action), 31-33 (bytes).
+        r"^\d+,[^,]*,[^,]*,TRAFFIC,(?:[^,]*,){3}([^,]*),([^,]*),(?:[^,]*,){15}(\d+),(\d+),"
         r"(?:[^,]*,){3}([^,]*),([^,]*),(\d+),(\d+),(\d+)",
     ),
     Case(
@@ -181,24 +190,107 @@ def run_baseline(case: Case, path: str, limit: int) -> int:
     return rows
 
 
+@dataclass(frozen=True)
+class Measured:
+    """One run: rows produced, wall seconds, CPU seconds (all threads), peak RSS in MiB."""
+
+    rows: int
+    seconds: float
+    cpu_seconds: float
+    peak_mib: float
+
+
+def peak_rss_mib() -> float:
+    """This process's own peak RSS.
+
+    Linux's ``VmHWM`` (high-water mark of this address space), not ``ru_maxrss``: across
+    ``exec`` the kernel carries ``ru_maxrss`` over from the parent, so a measurement process
+    spawned by a parent that had just generated a 2 GiB test file would report the parent's
+    peak, which grows with the file, as its own.
+    """
+    try:
+        with open("/proc/self/status", encoding="ascii") as status:
+            for line in status:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
 def _measure(target: Callable[[], int], queue: multiprocessing.Queue) -> None:  # type: ignore[type-arg]
-    started = time.perf_counter()
+    started, cpu_started = time.perf_counter(), time.process_time()
     rows = target()
-    seconds = time.perf_counter() - started
-    peak_kib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    queue.put((rows, seconds, peak_kib))
+    seconds, cpu = time.perf_counter() - started, time.process_time() - cpu_started
+    queue.put(Measured(rows, seconds, cpu, peak_rss_mib()))
 
 
-def measure(target: Callable[[], int]) -> tuple[int, float, float]:
-    """(rows, seconds, peak RSS in MiB) of ``target`` run in a fresh process."""
+def measure(target: Callable[[], int]) -> Measured:
+    """``target`` run in a fresh process (so that the peak RSS is its own)."""
     # spawn, not fork: a forked child of a process that used Polars can deadlock in its pool.
     ctx = multiprocessing.get_context("spawn")
     queue = ctx.Queue()
     proc = ctx.Process(target=_measure, args=(target, queue))
     proc.start()
-    rows, seconds, peak_kib = queue.get()
+    result: Measured = queue.get()
     proc.join()
-    return rows, seconds, peak_kib / 1024
+    return result
+
+
+def _load() -> str:
+    return "/".join(f"{x:.1f}" for x in os.getloadavg())
+
+
+def speed_table(cases: list[Case], lines: int, baseline_lines: int, tmp: Path) -> None:
+    """Lines/s and CPU per line of orbwatch and the per-line baseline, format by format."""
+    limit = min(lines, baseline_lines)
+    print(f"{lines:,} generated lines per format; baseline on the first {limit:,}\n")
+    header = (
+        f"{'format':20} {'orbwatch lines/s':>16} {'per-line re':>12} {'ratio':>6} "
+        f"{'orbwatch CPU us/line':>20} {'re CPU us/line':>14} {'CPU ratio':>9} {'peak MiB':>8} "
+        f"{'rows':>10} {'load 1/5/15 min':>16}"
+    )
+    print(header)
+    print("-" * len(header))
+    for case in cases:
+        path = tmp / f"{case.fmt}.log"
+        generate(case, lines, path)
+        load = _load()
+        ours = measure(partial(run_orbwatch, case.fmt, str(path)))
+        theirs = measure(partial(run_baseline, case, str(path), limit))
+        speed, base_speed = lines / ours.seconds, limit / theirs.seconds
+        cpu, base_cpu = ours.cpu_seconds / lines * 1e6, theirs.cpu_seconds / limit * 1e6
+        print(
+            f"{case.fmt:20} {speed:16,.0f} {base_speed:12,.0f} {speed / base_speed:5.1f}x "
+            f"{cpu:20.2f} {base_cpu:14.2f} {base_cpu / cpu:8.1f}x {ours.peak_mib:8,.0f} "
+            f"{ours.rows:10,} {load:>16}"
+        )
+        if ours.rows != lines or theirs.rows != limit:
+            print(
+                f"  (not every generated line parsed: orbwatch {ours.rows:,} of {lines:,}, "
+                f"baseline {theirs.rows:,} of {limit:,})"
+            )
+        path.unlink()
+
+
+def memory_table(cases: list[Case], sizes: list[int], tmp: Path) -> None:
+    """orbwatch's peak RSS as the file grows: flat when memory is bounded by the batch size."""
+    print(f"\norbwatch peak RSS (MiB) by file size, {len(sizes)} sizes per format\n")
+    header = f"{'format':20} " + " ".join(f"{n:>12,}" for n in sizes) + f" {'load':>16}"
+    print(header)
+    print("-" * len(header))
+    for case in cases:
+        peaks = []
+        load = _load()
+        for size in sizes:
+            path = tmp / f"{case.fmt}-{size}.log"
+            generate(case, size, path)
+            result = measure(partial(run_orbwatch, case.fmt, str(path)))
+            if result.rows != size:
+                print(f"  ({case.fmt}: {result.rows:,} rows of {size:,} lines)")
+            peaks.append(result.peak_mib)
+            path.unlink()
+        print(f"{case.fmt:20} " + " ".join(f"{p:12,.0f}" for p in peaks) + f" {load:>16}")
 
 
 def main() -> None:
@@ -206,38 +298,18 @@ def main() -> None:
     parser.add_argument("--lines", type=int, default=2_000_000)
     parser.add_argument("--baseline-lines", type=int, default=500_000)
     parser.add_argument("--formats", default=",".join(c.fmt for c in CASES))
+    parser.add_argument("--memory-lines", default="500000,1000000,2000000")
+    parser.add_argument("--memory-formats", default="netfilter_log,juniper_srx_rt_flow")
     args = parser.parse_args()
     wanted = set(args.formats.split(","))
-    print(
-        f"{args.lines:,} generated lines per format; baseline on the first "
-        f"{min(args.lines, args.baseline_lines):,}\n"
-    )
-    header = (
-        f"{'format':22} {'orbwatch lines/s':>17} {'per-line re lines/s':>20} "
-        f"{'ratio':>6} {'orbwatch peak MiB':>18} {'rows':>10}"
-    )
-    print(header)
-    print("-" * len(header))
+    memory_wanted = {f for f in args.memory_formats.split(",") if f}
+    sizes = [int(n) for n in args.memory_lines.split(",") if n]
     with tempfile.TemporaryDirectory(prefix="orbwatch-bench-") as tmp:
-        for case in CASES:
-            if case.fmt not in wanted:
-                continue
-            path = Path(tmp) / f"{case.fmt}.log"
-            generate(case, args.lines, path)
-            rows, seconds, peak = measure(partial(run_orbwatch, case.fmt, str(path)))
-            limit = min(args.lines, args.baseline_lines)
-            b_rows, b_seconds, _ = measure(partial(run_baseline, case, str(path), limit))
-            ours, theirs = args.lines / seconds, limit / b_seconds
-            print(
-                f"{case.fmt:22} {ours:17,.0f} {theirs:20,.0f} {ours / theirs:5.1f}x "
-                f"{peak:18,.0f} {rows:10,}"
-            )
-            if rows != args.lines or b_rows != limit:
-                print(
-                    f"  (not every generated line parsed: orbwatch {rows:,} of {args.lines:,}, "
-                    f"baseline {b_rows:,} of {limit:,})"
-                )
-            path.unlink()
+        speed_table(
+            [c for c in CASES if c.fmt in wanted], args.lines, args.baseline_lines, Path(tmp)
+        )
+        if sizes and memory_wanted:
+            memory_table([c for c in CASES if c.fmt in memory_wanted], sizes, Path(tmp))
 
 
 if __name__ == "__main__":

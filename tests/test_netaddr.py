@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ipaddress
 
+import numpy as np
 import pyarrow as pa
 import pytest
 from hypothesis import given, settings
@@ -257,3 +258,36 @@ def test_ipv4_mapped_networks_are_ipv4_networks() -> None:
     assert netaddr.network("::ffff:0:0/96").text == "0.0.0.0/0"
     # A network that merely contains the mapped range stays IPv6.
     assert netaddr.network("::/8").family == 6
+
+
+_OCTET_TEXT = st.one_of(
+    st.integers(0, 255).map(str),
+    st.integers(0, 999).map(str),  # above 255
+    st.integers(0, 99).map(lambda n: f"0{n}"),  # leading zero
+    st.sampled_from(["", " 1", "1 ", "+1", "-1", "1e1", "0x1", "\u0661", "٣"]),
+)
+_ADDRESS_TEXT = st.one_of(
+    V4.map(str),
+    st.lists(_OCTET_TEXT, min_size=3, max_size=5).map(".".join),
+    st.tuples(V4.map(str), st.sampled_from([" ", "\t", "%eth0", "/24", ".", "\n"])).map(
+        lambda pair: pair[0] + pair[1]
+    ),
+    V6.map(str),
+    st.text(max_size=20),
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.one_of(st.none(), _ADDRESS_TEXT), max_size=40))
+def test_keys_column_path_matches_ipaddress(values: list[str | None]) -> None:
+    """Plain dotted quads take the column path, the rest ipaddress: both agree with ipaddress."""
+    expected = [netaddr._key_or_none(value) for value in values]
+    assert netaddr.keys(pa.array(values, pa.string())).to_pylist() == expected
+
+
+def test_keys_of_many_distinct_ipv4_addresses_match_ipaddress() -> None:
+    rng = np.random.default_rng(3)
+    octets = rng.integers(0, 256, size=(5_000, 4))
+    texts = [".".join(map(str, row)) for row in octets.tolist()]
+    got = netaddr.keys(pa.array(texts)).to_pylist()
+    assert got == [netaddr.key(text) for text in texts]

@@ -12,6 +12,8 @@ from pathlib import Path
 import numpy as np
 import pyarrow as pa
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from typer.testing import CliRunner
 
 from orbwatch import netaddr
@@ -81,6 +83,74 @@ def test_decode_keys_matches_python_for_random_addresses() -> None:
         (int(h) << 64) | int(lo) for h, lo in zip(decoded.hi, decoded.lo, strict=True)
     ] == values
     assert decoded.is_v4.tolist() == [v >> 32 == 0xFFFF for v in values]
+
+
+KEY_ALPHABET = "0123456789abcdefABCDEFgx:. "
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.lists(
+        st.one_of(
+            st.integers(0, 2**128 - 1).map(netaddr.key_of_int),
+            st.integers(0, 2**32 - 1).map(lambda v: netaddr.key_of_int(v | netaddr.V4_MAPPED)),
+            st.text(KEY_ALPHABET, min_size=30, max_size=34),
+        ),
+        min_size=1,
+        max_size=40,
+    )
+)
+def test_vectorised_hex_decode_equals_int_base_16(keys: list[str]) -> None:
+    """The SWAR decode agrees with ``int(k, 16)`` on keys and rejects everything else."""
+    decoded = geo.decode_keys(pa.array(keys, pa.string()))
+    for key, hi, lo, valid, is_v4 in zip(
+        keys, decoded.hi, decoded.lo, decoded.valid, decoded.is_v4, strict=True
+    ):
+        is_key = len(key) == 32 and all(c in "0123456789abcdef" for c in key)
+        assert bool(valid) == is_key, key
+        if is_key:
+            value = int(key, 16)
+            assert (int(hi) << 64) | int(lo) == value
+            assert bool(is_v4) == (value >> 32 == 0xFFFF)
+
+
+def _random_keys(count: int, seed: int) -> list[str | None]:
+    rng = random.Random(seed)
+    keys: list[str | None] = []
+    for i in range(count):
+        if i % 7 == 0:
+            keys.append(netaddr.key_of_int((0x2000 + rng.getrandbits(12)) << 112))
+        elif i % 11 == 0:
+            keys.append(None if i % 2 else "not a key")
+        else:
+            keys.append(netaddr.key_of_int(netaddr.V4_MAPPED | rng.getrandbits(32)))
+    return keys
+
+
+def test_chunked_threaded_and_dictionary_inputs_give_the_same_answers(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Uneven Arrow chunks across tiny lookup chunks, one or four threads, dictionary keys."""
+    keys = _random_keys(1000, 17)
+    whole = geo.bundled().lookup(pa.array(keys, pa.string())).table
+    monkeypatch.setattr(geo, "CHUNK", 64)
+    for cpus in (1, 4):
+        monkeypatch.setattr(geo, "usable_cpus", lambda cpus=cpus: cpus)
+        pieces = [keys[:37], keys[37:37], keys[37:500], keys[500:]]
+        chunked = pa.chunked_array([pa.array(p, pa.string()) for p in pieces])
+        assert geo.bundled().lookup(chunked).table.to_pylist() == whole.to_pylist()
+    encoded = pa.array(keys, pa.string()).dictionary_encode()
+    assert geo.bundled().lookup(encoded).table.to_pylist() == whole.to_pylist()
+
+
+def test_answer_columns_cast_to_the_ip_info_types() -> None:
+    table = geo.bundled().lookup(pa.array(_random_keys(200, 3), pa.string())).table
+    rows = table.to_pylist()
+    for name, kind in (("latitude", pa.float64()), ("longitude", pa.float64())):
+        assert table[name].cast(kind).to_pylist() == [r[name] for r in rows]
+    assert table["country"].cast(pa.string()).to_pylist() == [r["country"] for r in rows]
+    assert any(r["latitude"] is not None for r in rows)
+    assert all(r["latitude"] is None for r in rows if r["country"] is None)
 
 
 def test_searchsorted128_matches_bisect() -> None:

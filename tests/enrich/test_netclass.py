@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import random
 from pathlib import Path
 
 import pyarrow as pa
@@ -52,6 +53,29 @@ def test_corporate_comes_from_config_ranges() -> None:
         "corporate",
         "residential",
     ]
+
+
+def test_range_membership_matches_python_on_random_networks() -> None:
+    """The merged-range binary search agrees with a plain check per address and network."""
+    rng = random.Random(12)
+    nets = [
+        netaddr.network(f"10.{rng.randrange(256)}.0.0/{rng.randrange(12, 25)}") for _ in range(40)
+    ]
+    nets += [
+        netaddr.network(f"2001:db8:{rng.randrange(65536):x}::/{rng.randrange(40, 64)}")
+        for _ in range(20)
+    ]
+    nets.append(netaddr.network("10.200.1.7"))  # a single address
+    texts = [
+        f"10.{rng.randrange(256)}.{rng.randrange(256)}.{rng.randrange(256)}" for _ in range(2000)
+    ]
+    texts += [f"2001:db8:{rng.randrange(65536):x}::{rng.randrange(65536):x}" for _ in range(500)]
+    texts += ["10.200.1.7", "not an address"]
+    keys = netaddr.keys(pa.array(texts))
+    got = netclass._in_networks(geo.decode_keys(keys), nets)
+    values = [None if k is None else int(k, 16) for k in keys.to_pylist()]
+    expected = [v is not None and any(n.start <= v <= n.end for n in nets) for v in values]
+    assert got.tolist() == expected
 
 
 def test_vpn_asn_list_and_name_pattern() -> None:
@@ -106,3 +130,16 @@ def test_enrich_counts_classes(workspace: Workspace, config: Config) -> None:
     )
     result = geo.enrich_workspace(workspace, config)
     assert result.by_class == {"corporate": 1, "mobile": 1, "residential": 1}
+
+
+def test_own_networks_are_corporate_other_special_ranges_private() -> None:
+    """The config's internal networks are the organisation's own; other special ranges are not."""
+    texts = ["10.1.2.3", "192.168.1.1", "fd00::1", "100.64.0.1", "127.0.0.1", "169.254.1.1"]
+    texts += ["fe80::1", "2001:db8::1", "8.8.8.8"]
+    # The built-in internal networks also count CGNAT, link-local and loopback as internal.
+    default = [row["net_class"] for row in geo.lookup_addresses(texts, Config())]
+    assert default == ["corporate"] * 7 + ["private", "hosting"]
+    narrowed = Config(internal_networks=["10.0.0.0/8"], corporate_egress=["8.8.8.0/24"])
+    assert [row["net_class"] for row in geo.lookup_addresses(texts, narrowed)] == (
+        ["corporate"] + ["private"] * 7 + ["corporate"]
+    )

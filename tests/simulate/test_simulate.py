@@ -256,15 +256,7 @@ DEFAULT_ATTEMPTS = ("outcome = 'success'", "outcome = 'failure'")
     ("name", "service"),
     [
         ("asa-vpn.log", "vpn-asa"),
-        pytest.param(
-            "globalprotect-munich.log",
-            "vpn-globalprotect",
-            marks=pytest.mark.xfail(
-                strict=True,
-                reason="the syslog CSV split does not honour PAN-OS double-quoted fields "
-                '(client OS "Microsoft Windows 11 Enterprise , 64-bit")',
-            ),
-        ),
+        ("globalprotect-munich.log", "vpn-globalprotect"),
         ("auth.log", "ssh-bastion"),
         ("entra-signins.json", "sso-entra"),
     ],

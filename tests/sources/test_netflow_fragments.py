@@ -1,4 +1,4 @@
-"""Fragmented IPv4 export datagrams in captures: reassembled, bounded, incomplete ones quarantined.
+"""Fragmented export datagrams in captures: reassembled, bounded, incomplete ones quarantined.
 
 The captures are built here: a real IPFIX message (the Logstash corpus' ``ipfix.dat``, three
 messages with templates, options and flows) in one UDP datagram, cut into IPv4 fragments.
@@ -109,3 +109,30 @@ def test_fragment_past_the_datagram_end_is_rejected(message: bytes) -> None:
         "fragmented IPv4 datagram 3 from 192.0.2.33: a fragment ends past 65,535 bytes"
     )
     assert len(items) == 1  # the datagram was given up: nothing left at the end
+
+
+def ipv6_fragments(message: bytes, ident: int, size: int = 96) -> list[bytes]:
+    """IPv6 packets (fixed header + fragment header) of one UDP datagram carrying ``message``."""
+    src, dst = bytes.fromhex("20010db8000000000000000000000021"), bytes(15) + b"\x01"
+    udp = struct.pack(">HHHH", 40_000, 4739, 8 + len(message), 0) + message
+    out = []
+    for cut in range(0, len(udp), size):
+        piece = udp[cut : cut + size]
+        more = 1 if cut + size < len(udp) else 0
+        fragment = struct.pack(">BBHI", 17, 0, cut | more, ident) + piece
+        out.append(struct.pack(">IHBB16s16s", 6 << 28, len(fragment), 44, 64, src, dst) + fragment)
+    return out
+
+
+def test_ipv6_fragments_reassemble(message: bytes) -> None:
+    parts = ipv6_fragments(message, 0xDEADBEEF)
+    items = list(iter_udp(io.BytesIO(capture(parts[::-1]))))
+    assert [(type(i), getattr(i, "exporter", None)) for i in items] == [
+        (UdpPayload, "2001:db8::21")
+    ]
+    assert isinstance(items[0], UdpPayload) and items[0].payload == message
+    lost = list(iter_udp(io.BytesIO(capture(parts[1:]))))
+    assert isinstance(lost[0], PacketProblem)
+    assert lost[0].reason.startswith(
+        "incomplete fragmented IPv6 datagram 3735928559 from 2001:db8::21"
+    )

@@ -13,10 +13,25 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from tests.sources.firewall.corpus_lines import line_table
 
+from orbwatch.collect.base import Received
+from orbwatch.collect.syslog import LineSourceHandler
 from orbwatch.errors import InputError
-from orbwatch.sources.firewall import NetfilterLog, PfsenseFilterlog
+from orbwatch.sources.firewall import (
+    FortigateTraffic,
+    JuniperSrxRtFlow,
+    NetfilterLog,
+    PanosTraffic,
+    PfsenseFilterlog,
+)
 from orbwatch.sources.inputs import Input
-from orbwatch.sources.syslog import Clock, _YearState, header_times, iter_lines, split_headers
+from orbwatch.sources.syslog import (
+    Clock,
+    _YearState,
+    csv_fields,
+    header_times,
+    iter_lines,
+    split_headers,
+)
 
 UTC = dt.UTC
 
@@ -192,3 +207,92 @@ def test_any_bytes_split_into_numbered_lines(data: bytes) -> None:
     )
     expected = data.count(b"\n") + (0 if data.endswith(b"\n") or not data else 1)
     assert numbers == list(range(1, expected + 1))
+
+
+@pytest.mark.parametrize(
+    ("text", "fields"),
+    [
+        ("a,,b", ["a", "", "b"]),
+        (",x,", ["", "x", ""]),
+        (
+            'a,"Microsoft Windows 11 Enterprise , 64-bit",b',
+            ["a", "Microsoft Windows 11 Enterprise , 64-bit", "b"],
+        ),
+        ('"say ""hi""",""', ['say "hi"', ""]),
+        ('a,"never closed,b', ["a", '"never closed', "b"]),  # not a quoted field: plain split
+    ],
+)
+def test_csv_fields_honour_double_quotes(text: str, fields: list[str]) -> None:
+    got = pl.DataFrame({"t": [text]}).select(csv_fields(pl.col("t"), ",")).item()
+    assert got.to_list() == fields
+
+
+def test_panos_quoted_field_with_a_comma_does_not_shift_later_columns() -> None:
+    line = (
+        "Sep 20 13:03:58 PA-VM 1,2018/09/20 13:03:58,44A1B3FC68F5304,TRAFFIC,end,2049,"
+        '2018/09/20 13:03:58,34.217.108.226,10.0.2.65,0.0.0.0,0.0.0.0,"allow, then log",,,'
+        "incomplete,vsys1,untrusted,trusted,ethernet1/3,ethernet1/2,log-forwarding-default,"
+        "2018/09/20 13:03:58,574326,1,49760,8088,0,0,0x400064,tcp,allow,296,296,0,4,"
+        "2018/09/20 13:03:45,7,any,0,730277,0x0,United States,10.0.0.0-10.255.255.255,0,4,0,"
+        "aged-out,0,0,0,0,,PA-VM,from-policy,,,0,,0,,N/A,0,0,0,0"
+    )
+    (row,) = PanosTraffic(year=2018).parse_lines(line_table([line])).rows.to_pylist()
+    assert row["rule"] == "allow, then log"
+    assert (row["src_port"], row["dst_port"], row["protocol"]) == (49760, 8088, "tcp")
+    assert (row["src_bytes"], row["dst_bytes"], row["action"]) == (296, 0, "allow")
+
+
+def _srx_line(i: int) -> str:
+    minute, second = divmod(i % 3600, 60)
+    stamp = f"2024-03-01T10:{minute:02d}:{second:02d}.000Z"
+    kind = ("CREATE", "CLOSE", "DENY")[i % 3]
+    reason = 'reason="idle Timeout" ' if kind == "CLOSE" else ""
+    return (
+        f"<14>1 {stamp} fw01 RT_FLOW - RT_FLOW_SESSION_{kind} [junos@2636.1.1.1.2.39 {reason}"
+        f'source-address="192.168.{i // 250 % 250}.{i % 250 + 1}" source-port="{1024 + i}" '
+        f'destination-address="67.43.156.15" destination-port="53" protocol-id="17" '
+        f'policy-name="trust-to-untrust" session-id-32="{i}" bytes-from-client="{i}"]'
+    )
+
+
+def test_a_file_spanning_many_batches_parses_like_one_batch(tmp_path: Path) -> None:
+    """Every record of a file read in small batches: none lost or shifted at a boundary."""
+    lines = [_srx_line(i) for i in range(3_000)]
+    path = tmp_path / "srx.log"
+    path.write_text("\n".join(lines) + "\n")
+    source = JuniperSrxRtFlow(year=2024)
+    source.read_bytes = 16_384  # about 60 batches, boundaries inside lines
+    parts = list(source.parse(Input.open(str(path))))
+    assert len(parts) > 50
+    whole = JuniperSrxRtFlow(year=2024).parse_lines(line_table(lines))
+    batched = pl.concat([pl.DataFrame(p.rows) for p in parts if p.rows.num_rows])
+    assert batched.height == whole.rows.num_rows == len(lines)
+    assert batched.equals(pl.DataFrame(whole.rows))
+    assert batched["src_bytes"].to_list() == list(range(3_000))
+    assert sum(p.rejects.num_rows for p in parts) == 0
+
+
+def test_kv_values_are_looked_up_once_per_key_and_unquoted() -> None:
+    line = (
+        'Jan  6 19:47:37 fgt date=2021-01-06 time=11:17:02 devname="fgt" logid="0000000013" '
+        'type="traffic" srcip=10.0.0.1 srcport=5 dstip=10.0.0.2 dstport=53 proto=17 '
+        'action="accept" policyid=1 trandisp="snat" transip=192.0.2.1 transport=7 '
+        "eventtime=1609960622"
+    )
+    (row,) = FortigateTraffic().parse_lines(line_table([line])).rows.to_pylist()
+    assert (row["src_ip"], row["dst_ip"], row["action"], row["rule"]) == (
+        "10.0.0.1",
+        "10.0.0.2",
+        "allow",
+        "1",
+    )
+    assert (row["nat_src_ip"], row["nat_src_port"], row["exporter"]) == ("192.0.2.1", 7, "fgt")
+
+
+def test_live_syslog_uses_the_configured_zone() -> None:
+    handler = LineSourceHandler("netfilter_log", timezone="Europe/Berlin")
+    line = b"Jul  1 12:00:00 gw kernel: IN=eth0 OUT= SRC=1.2.3.4 DST=10.0.0.1 PROTO=TCP SPT=1 DPT=2"
+    handler.add([Received(1, line, "udp://127.0.0.1:5514", "127.0.0.1")])
+    (out,) = handler.drain(final=True)
+    (stamp,) = out.parsed.rows["ts_start"].to_pylist()
+    assert (stamp.hour, stamp.minute) == (10, 0)  # 12:00 in Berlin summer time is 10:00 UTC

@@ -7,6 +7,7 @@ quarantined records by reason). Exit code 1 when anything was quarantined or dro
 
 from __future__ import annotations
 
+from collections import Counter
 from typing import Annotated
 
 import typer
@@ -113,13 +114,17 @@ def _run(collector: Collector, unit: str) -> None:
         )
     )
     if stats.reasons:
-        out.print(table("quarantined by reason", ["reason", "records"], _by_count(stats)))
+        out.print(table("quarantined by reason", ["reason", "records"], _by_count(stats.reasons)))
+    if stats.skipped:
+        out.print(
+            table("skipped (understood, not kept)", ["reason", "values"], _by_count(stats.skipped))
+        )
     if stats.quarantined or stats.dropped:
         raise typer.Exit(1)
 
 
-def _by_count(stats: CollectStats) -> list[tuple[str, int]]:
-    return sorted(stats.reasons.items(), key=lambda kv: (-kv[1], kv[0]))
+def _by_count(counts: Counter[str]) -> list[tuple[str, int]]:
+    return sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))
 
 
 def status_line(stats: CollectStats, unit: str) -> str:

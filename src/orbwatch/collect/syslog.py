@@ -167,13 +167,17 @@ class LineSourceHandler(Handler):
     still matches no format when it must be written goes to quarantine, with the reason.
     """
 
-    def __init__(self, fmt: str | None = None, max_line: int = MAX_LINE_BYTES) -> None:
+    def __init__(
+        self, fmt: str | None = None, max_line: int = MAX_LINE_BYTES, timezone: str = "UTC"
+    ) -> None:
         known = registry()
         if fmt is not None and fmt not in known:
             raise InputError(f"unknown format {fmt!r}; known formats: {', '.join(known)}")
         self.source_cls: type[Source] | None = known[fmt] if fmt else None
         self.source: Source | None = None
         self.max_line = max_line
+        # Zone of year-less stamps (config syslog_timezone), as the file ingest passes it.
+        self.timezone = timezone
         self.table = self.source_cls.table if self.source_cls else "flows"
         self._items: list[Received] = []
         self._preamble: list[bytes] | None = None
@@ -213,7 +217,10 @@ class LineSourceHandler(Handler):
                     self.source_cls = detect_format(inp)
                     self.table = self.source_cls.table
                 if self.source is None:
-                    self.source = self.source_cls()
+                    if getattr(self.source_cls, "accepts_clock", False):
+                        self.source = self.source_cls(timezone=self.timezone)  # type: ignore[call-arg]
+                    else:
+                        self.source = self.source_cls()
                 for parsed in self.source.parse(inp):
                     if parsed.rows.num_rows:
                         rows.append(_renumber(parsed.rows, seqs))
@@ -283,4 +290,5 @@ def syslog_collector(
         if protocol == "both" and address.port == 0 and listeners:
             tcp_address = ListenAddress(address.host, listeners[0].port, address.family)
         listeners.append(TcpListener(tcp_address, lambda: SyslogFramer(max_line)))
-    return Collector(ws, config, LineSourceHandler(fmt, max_line), listeners, settings)
+    handler = LineSourceHandler(fmt, max_line, timezone=config.syslog_timezone)
+    return Collector(ws, config, handler, listeners, settings)

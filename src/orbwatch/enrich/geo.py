@@ -14,8 +14,11 @@ from __future__ import annotations
 import datetime as dt
 import ipaddress
 import json
+import os
 import time
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -168,22 +171,32 @@ def decode_keys(keys: pa.Array) -> KeyArray:
     return KeyArray(hi=hi, lo=lo, valid=valid, is_v4=is_v4 & valid)
 
 
-def searchsorted128(start_hi: U64, start_lo: U64, hi: U64, lo: U64) -> npt.NDArray[np.intp]:
+def searchsorted128(
+    start_hi: U64,
+    start_lo: U64,
+    hi: U64,
+    lo: U64,
+    table: npt.NDArray[np.void] | None = None,
+) -> npt.NDArray[np.intp]:
     """Index of the last start <= each query (-1 when the query precedes every start).
 
-    ``start_hi``/``start_lo`` must be sorted as 128-bit numbers. The high half decides every
-    query whose ``hi`` equals no start's ``hi``; the ties (queries inside a /64 where a range
-    starts off a /64 boundary) are resolved by a second search on 16-byte big-endian strings,
-    which compare like the numbers. numpy offers neither step as one call, hence this helper.
+    ``start_hi``/``start_lo`` must be sorted as 128-bit numbers. One ``searchsorted`` on the
+    high half decides every query whose ``hi`` equals no start's ``hi``; the ties (queries
+    inside a /64 where a range starts off a /64 boundary) are resolved by a second search on
+    16-byte big-endian strings, which compare like the numbers (``table``: those strings for
+    the starts, when the caller keeps them). numpy offers neither step as one call, hence
+    this helper.
     """
-    left = np.searchsorted(start_hi, hi, side="left")
-    right = np.searchsorted(start_hi, hi, side="right")
-    result: npt.NDArray[np.intp] = left - 1
-    tied = np.flatnonzero(right > left)
+    result: npt.NDArray[np.intp] = np.searchsorted(start_hi, hi, side="right") - 1
+    if len(start_hi) == 0:
+        return result
+    # A tie: the start just found has the query's high half (a miss is -1 and reads start 0,
+    # whose high half is then above the query's).
+    tied = np.flatnonzero(start_hi[np.maximum(result, 0)] == hi)
     if len(tied):
-        table = _be_bytes(start_hi, start_lo)
+        starts = _be_bytes(start_hi, start_lo) if table is None else table
         queries = _be_bytes(hi[tied], lo[tied])
-        result[tied] = np.searchsorted(table, queries, side="right") - 1
+        result[tied] = np.searchsorted(starts, queries, side="right") - 1
     return result
 
 
@@ -201,28 +214,22 @@ def add_one(hi: U64, lo: U64) -> tuple[U64, U64]:
 
 
 # -- answers -------------------------------------------------------------------------------
+# The bundled data has one coordinate per country, so its latitude and longitude columns are
+# dictionaries over the country indices (no memory per address); MaxMind answers fill them
+# with per-address values. Readers cast to float64 (``ip_info`` does) or call to_pylist.
+# The narrowest types that hold the data (about 250 countries; AS numbers are 32-bit, RFC
+# 6793): every byte per address is a page the kernel has to hand out for ten million rows.
 ANSWER_SCHEMA = pa.schema(
     [
-        ("country", pa.dictionary(pa.int32(), pa.string())),
+        ("country", pa.dictionary(pa.int16(), pa.string())),
         ("region", pa.string()),
         ("city", pa.string()),
-        ("latitude", pa.float64()),
-        ("longitude", pa.float64()),
-        ("asn", pa.int64()),
+        ("latitude", pa.dictionary(pa.int16(), pa.float64())),
+        ("longitude", pa.dictionary(pa.int16(), pa.float64())),
+        ("asn", pa.uint32()),
         ("as_org", pa.dictionary(pa.int32(), pa.string())),
     ]
 )
-
-
-def _dictionary_column(indices: npt.NDArray[np.int32], dictionary: pa.Array) -> pa.Array:
-    """Dictionary-encoded strings from indices (-1 = null): no string is copied per row."""
-    missing = indices < 0
-    codes = pa.array(indices, mask=missing) if missing.any() else pa.array(indices)
-    return pa.DictionaryArray.from_arrays(codes, dictionary)
-
-
-def _nullable_float(values: npt.NDArray[np.float64]) -> pa.Array:
-    return pa.array(values, pa.float64(), from_pandas=True)  # NaN -> null
 
 
 @dataclass(frozen=True)
@@ -232,6 +239,10 @@ class Answers:
     table: pa.Table
     geo_db: str
     asn_db: str
+
+
+ATTRIBUTES = np.dtype([("country", "<i4"), ("org", "<i4"), ("asn", "<i8")])
+_NOTHING = np.array([(-1, -1, 0)], dtype=ATTRIBUTES)
 
 
 class BundledDatabase:
@@ -260,9 +271,12 @@ class BundledDatabase:
         v4 = (hi == 0) & ((lo >> np.uint64(32)) == np.uint64(0xFFFF))
         self.v4_starts = (lo[v4] & _LOW32).astype(np.uint32)
         self.v6_hi, self.v6_lo = hi[~v4], lo[~v4]
+        self.v6_table = _be_bytes(self.v6_hi, self.v6_lo)
         org = table["as_org"].combine_chunks()
         country = table["country"].combine_chunks()
         self.orgs, self.countries = org.dictionary, country.dictionary
+        if len(self.countries) > np.iinfo(np.int16).max:
+            raise OSError(f"{path}: {len(self.countries)} countries do not fit int16 indices")
         # One 16-byte record per segment, IPv4 segments first, then IPv6, then a "nothing
         # known" record that every non-key points at: one gather per key fetches all.
         segment = np.empty(table.num_rows, dtype=ATTRIBUTES)
@@ -270,10 +284,14 @@ class BundledDatabase:
         segment["org"] = org.indices.fill_null(-1).to_numpy()
         segment["asn"] = table["asn"].fill_null(0).to_numpy()
         self.attributes = np.concatenate([segment[v4], segment[~v4], _NOTHING])
+        # Gathered as complex128, a 16-byte native type: numpy's take on a structured
+        # dtype copies field by field and is several times slower.
+        self.records = self.attributes.view(np.complex128)
+        self.nothing = len(self.attributes) - 1
         self.v6_base = int(v4.sum())
         lat, lon = _centroids(folder / CENTROIDS_FILE, self.countries)
-        self.lat = np.append(lat, np.nan)  # index -1 (no country) reads the NaN
-        self.lon = np.append(lon, np.nan)
+        self.lat = pa.array(lat, pa.float64(), from_pandas=True)  # NaN -> null
+        self.lon = pa.array(lon, pa.float64(), from_pandas=True)
         self._v4_direct: npt.NDArray[np.int32] | None = None
 
     def _v4_index(self) -> npt.NDArray[np.int32]:
@@ -294,90 +312,165 @@ class BundledDatabase:
             self._v4_direct = direct
         return self._v4_direct
 
-    def segments(self, keys: KeyArray) -> npt.NDArray[np.intp]:
-        """Index into :attr:`attributes` of the segment holding each key."""
-        found = np.full(len(keys), len(self.attributes) - 1, dtype=np.intp)
-        v4 = np.flatnonzero(keys.is_v4)
-        if len(v4):
-            ip = keys.v4_values()[v4]
-            if self._v4_direct is None:
-                seg = np.searchsorted(self.v4_starts, ip, side="right") - 1
-            else:
-                seg = self._v4_direct[ip >> np.uint32(32 - self.V4_INDEX_BITS)].astype(np.intp)
-                ambiguous = np.flatnonzero(seg < 0)
-                seg[ambiguous] = np.searchsorted(self.v4_starts, ip[ambiguous], side="right") - 1
-            found[v4] = seg
+    def segments(self, keys: KeyArray) -> npt.NDArray[np.int32]:
+        """Index into :attr:`attributes` of the segment holding each key (non-keys: the last).
+
+        With the /24 index every row goes through it, IPv6 and non-keys included (they are
+        overwritten after): cheaper than selecting the nine IPv4 rows in ten first. A segment
+        of -1 (before the first start) reads the last record, "nothing known", as numpy's
+        negative indices do.
+        """
+        ip = keys.v4_values()
+        if self._v4_direct is not None:
+            found = np.take(self._v4_direct, ip >> np.uint32(32 - self.V4_INDEX_BITS))
+            ambiguous = np.flatnonzero(found < 0)
+            if len(ambiguous):
+                found[ambiguous] = np.searchsorted(self.v4_starts, ip[ambiguous], side="right") - 1
+            found[~keys.is_v4] = self.nothing
+        else:
+            found = np.full(len(keys), self.nothing, dtype=np.int32)
+            v4 = np.flatnonzero(keys.is_v4)
+            found[v4] = np.searchsorted(self.v4_starts, ip[v4], side="right") - 1
         v6 = np.flatnonzero(keys.valid & ~keys.is_v4)
         if len(v6):
-            seg6 = searchsorted128(self.v6_hi, self.v6_lo, keys.hi[v6], keys.lo[v6])
+            seg6 = searchsorted128(
+                self.v6_hi, self.v6_lo, keys.hi[v6], keys.lo[v6], table=self.v6_table
+            )
             found[v6] = self.v6_base + seg6
         return found
 
     def lookup(self, keys: pa.Array | pa.ChunkedArray) -> Answers:
         """Country, coordinates, ASN and AS organisation of every key, vectorised.
 
-        Keys go through in chunks of :data:`CHUNK`: whole-column temporaries of 80 MB cost
-        more in page faults than the arithmetic, chunks stay in cache (a loop over ten
-        chunks for ten million keys, not over keys).
+        Keys go through in chunks of :data:`CHUNK` (whole-column temporaries cost more in page
+        faults than the arithmetic; chunks stay in cache), on as many threads as the process
+        may use: numpy releases the GIL in every step. Dictionary-encoded keys are looked up
+        once per distinct key and spread back with one ``take``.
         """
-        n = len(keys)
-        if n >= self.DIRECT_INDEX_FROM:
-            self._v4_index()
-        # Gathered as complex128, a 16-byte native type: numpy's take on a structured
-        # dtype copies field by field and is several times slower.
-        records = self.attributes.view(np.complex128)
-        out = np.empty(n, dtype=ATTRIBUTES)
-        flat = out.view(np.complex128)
-        for start, part in _chunks(keys):
-            np.take(records, self.segments(decode_keys(part)), out=flat[start : start + len(part)])
+        if pa.types.is_dictionary(keys.type):
+            column = keys.combine_chunks() if isinstance(keys, pa.ChunkedArray) else keys
+            distinct = self.lookup(column.dictionary)
+            return Answers(distinct.table.take(column.indices), self.label, self.label)
+        if len(keys) >= self.DIRECT_INDEX_FROM:
+            self._v4_index()  # before the threads start
+        out = _Gathered.empty(len(keys))
+
+        def fill(start: int, part: pa.Array) -> None:
+            out.put(start, np.take(self.records, self.segments(decode_keys(part))))
+
+        _each_chunk(fill, keys)
         return Answers(
-            _answer_table(out, self.countries, self.orgs, self.lat, self.lon),
+            out.table(self.countries, self.orgs, self.lat, self.lon),
             geo_db=self.label,
             asn_db=self.label,
         )
 
 
-ATTRIBUTES = np.dtype([("country", "<i4"), ("org", "<i4"), ("asn", "<i8")])
-_NOTHING = np.array([(-1, -1, 0)], dtype=ATTRIBUTES)
+def _with_validity(
+    kind: pa.DataType, values: npt.NDArray[Any], bitmap: npt.NDArray[np.uint8]
+) -> pa.Array:
+    """An Arrow array over numpy buffers (no copy), null where the bitmap bit is 0."""
+    buffers = [pa.py_buffer(bitmap), pa.py_buffer(values)]
+    return pa.Array.from_buffers(kind, len(values), buffers)
 
 
-def _answer_table(
-    found: npt.NDArray[np.void],
-    countries: pa.Array,
-    orgs: pa.Array,
-    lat: npt.NDArray[np.float64],
-    lon: npt.NDArray[np.float64],
-) -> pa.Table:
-    """Answer columns from gathered attribute records (country -1: none; ASN 0: none)."""
-    n = len(found)
-    country = np.ascontiguousarray(found["country"])
-    asn = np.ascontiguousarray(found["asn"])
-    return pa.Table.from_arrays(
-        [
-            _dictionary_column(country, countries),
-            pa.nulls(n, pa.string()),
-            pa.nulls(n, pa.string()),
-            _nullable_float(lat[country]),
-            _nullable_float(lon[country]),
-            pa.array(asn, mask=asn == 0),
-            _dictionary_column(np.ascontiguousarray(found["org"]), orgs),
-        ],
-        schema=ANSWER_SCHEMA,
-    )
+@dataclass(frozen=True)
+class _Gathered:
+    """Answer columns filled chunk by chunk, each chunk (maybe on its own thread) its slice.
+
+    Country and organisation are indices into the database's dictionaries (-1: none), the
+    ASN is 0 when there is none; validity bitmaps are written with the values, so no pass
+    over the whole column follows. Chunks start at multiples of 8 (:func:`_chunks`), so each
+    owns whole bytes of the bitmaps.
+    """
+
+    country: npt.NDArray[np.int16]
+    org: npt.NDArray[np.int32]
+    asn: npt.NDArray[np.uint32]
+    country_ok: npt.NDArray[np.uint8]
+    org_ok: npt.NDArray[np.uint8]
+    asn_ok: npt.NDArray[np.uint8]
+
+    @classmethod
+    def empty(cls, n: int) -> _Gathered:
+        nbytes = (n + 7) // 8
+        return cls(
+            np.empty(n, np.int16),
+            np.empty(n, np.int32),
+            np.empty(n, np.uint32),
+            *(np.empty(nbytes, np.uint8) for _ in range(3)),
+        )
+
+    def put(self, start: int, records: npt.NDArray[np.complex128]) -> None:
+        """Store the gathered 16-byte records of the keys from ``start`` on."""
+        found = records.view(ATTRIBUTES)
+        end = start + len(found)
+        rows, bits = slice(start, end), slice(start // 8, (end + 7) // 8)
+        self.country[rows] = found["country"]
+        self.country_ok[bits] = np.packbits(self.country[rows] >= 0, bitorder="little")
+        self.org[rows] = found["org"]
+        self.org_ok[bits] = np.packbits(self.org[rows] >= 0, bitorder="little")
+        self.asn[rows] = found["asn"]
+        self.asn_ok[bits] = np.packbits(self.asn[rows] != 0, bitorder="little")
+
+    def table(self, countries: pa.Array, orgs: pa.Array, lat: pa.Array, lon: pa.Array) -> pa.Table:
+        """The answer table; latitude and longitude share the country indices."""
+        country = _with_validity(pa.int16(), self.country, self.country_ok)
+        org = _with_validity(pa.int32(), self.org, self.org_ok)
+        unknown = _null_strings(len(self.country))
+        return pa.Table.from_arrays(
+            [
+                # safe=False: the indices come from the same file as the dictionaries.
+                pa.DictionaryArray.from_arrays(country, countries, safe=False),
+                unknown,
+                unknown,
+                pa.DictionaryArray.from_arrays(country, lat, safe=False),
+                pa.DictionaryArray.from_arrays(country, lon, safe=False),
+                _with_validity(pa.uint32(), self.asn, self.asn_ok),
+                pa.DictionaryArray.from_arrays(org, orgs, safe=False),
+            ],
+            schema=ANSWER_SCHEMA,
+        )
+
+
+def _null_strings(n: int) -> pa.ChunkedArray:
+    """n null strings as repeats of one block (``pa.nulls`` writes 4 zero bytes per row)."""
+    block = pa.nulls(min(n, CHUNK), pa.string())
+    whole, rest = divmod(n, CHUNK)
+    return pa.chunked_array([block] * whole + [block.slice(0, rest)], pa.string())
 
 
 CHUNK = 1 << 18
 
 
 def _chunks(keys: pa.Array | pa.ChunkedArray) -> Iterator[tuple[int, pa.Array]]:
-    """(offset, slice) pieces of at most :data:`CHUNK` keys (zero-copy slices)."""
-    arrays = keys.chunks if isinstance(keys, pa.ChunkedArray) else [keys]
-    offset = 0
-    for array in arrays:
-        for start in range(0, len(array), CHUNK):
-            part = array.slice(start, CHUNK)
-            yield offset, part
-            offset += len(part)
+    """(offset, slice) pieces of :data:`CHUNK` keys (the last shorter), at multiples of CHUNK.
+
+    A piece spanning two chunks of a ChunkedArray is concatenated (at most CHUNK keys).
+    """
+    for start in range(0, len(keys), CHUNK):
+        part = keys.slice(start, CHUNK)
+        yield start, part.combine_chunks() if isinstance(part, pa.ChunkedArray) else part
+
+
+def usable_cpus() -> int:
+    """CPUs this process may run on (``taskset`` and cgroup affinity count, unlike cpu_count)."""
+    if hasattr(os, "sched_getaffinity"):
+        return len(os.sched_getaffinity(0))
+    return os.cpu_count() or 1
+
+
+def _each_chunk(work: Callable[[int, pa.Array], None], keys: pa.Array | pa.ChunkedArray) -> None:
+    """``work(offset, piece)`` for every piece of :func:`_chunks`, on up to one thread per CPU."""
+    pieces = list(_chunks(keys))
+    workers = min(len(pieces), usable_cpus())
+    if workers <= 1:
+        for start, part in pieces:
+            work(start, part)
+        return
+    with ThreadPoolExecutor(max_workers=workers) as pool:
+        for _ in pool.map(lambda piece: work(*piece), pieces):
+            pass  # re-raises the first error
 
 
 def _centroids(path: Path, countries: pa.Array) -> tuple[npt.NDArray[np.float64], ...]:
@@ -571,8 +664,13 @@ def new_addresses(ws: Workspace) -> pa.Table:
             fresh,
             pc.invert(pc.is_in(nat_table["ip_key"], value_set=table["ip_key"].combine_chunks())),
         )
-        table = pa.concat_tables([table, nat_table.filter(fresh).cast(table.schema)])
-    return table.group_by("ip_key").aggregate([("ip", "min")]).rename_columns(["ip_key", "ip"])
+        # Distinct texts can share a key (``::ffff:1.2.3.4`` and ``1.2.3.4``): group the
+        # NAT rows only; the SQL already grouped the rest.
+        nat_new = nat_table.filter(fresh).group_by("ip_key").aggregate([("ip", "min")])
+        table = pa.concat_tables(
+            [table, nat_new.rename_columns(["ip_key", "ip"]).cast(table.schema)]
+        )
+    return table
 
 
 def workspace_networks(ws: Workspace, config: Config) -> netclass.Networks:
@@ -597,14 +695,15 @@ def enrich_workspace(
     networks = workspace_networks(ws, config)
     result = EnrichResult()
     try:
-        for start in range(0, addresses.num_rows, ENRICH_BATCH):
-            batch = addresses.slice(start, ENRICH_BATCH)
-            answers = db.lookup(batch["ip_key"])
-            _store(ws, batch, answers, networks)
-            result.geo_db, result.asn_db = answers.geo_db, answers.asn_db
-            result.added += batch.num_rows
-            if on_rows is not None:
-                on_rows(batch.num_rows)
+        with ws.transaction(), _unordered_inserts(ws):
+            for start in range(0, addresses.num_rows, ENRICH_BATCH):
+                batch = addresses.slice(start, ENRICH_BATCH)
+                answers = db.lookup(batch["ip_key"])
+                _store(ws, batch, answers, networks)
+                result.geo_db, result.asn_db = answers.geo_db, answers.asn_db
+                result.added += batch.num_rows
+                if on_rows is not None:
+                    on_rows(batch.num_rows)
     finally:
         if isinstance(db, MaxMindDatabases):
             db.close()
@@ -616,6 +715,24 @@ def enrich_workspace(
 
 
 ENRICH_BATCH = 1 << 20
+
+
+@contextmanager
+def _unordered_inserts(ws: Workspace) -> Iterator[None]:
+    """Let DuckDB insert ``ip_info`` rows in any order, then restore the setting.
+
+    ``ip_info`` is read by key, never by position. Without the order to keep, DuckDB
+    converts the Arrow batches on every thread and writes row groups straight to the file;
+    two million rows went in at half the time of the ordered insert on this project's
+    benchmark machine (docs/performance.md, "Enrichment").
+    """
+    setting = "preserve_insertion_order"
+    before = bool(ws.scalar(f"SELECT current_setting('{setting}')"))
+    ws.con.execute(f"SET {setting} = false")
+    try:
+        yield
+    finally:
+        ws.con.execute(f"SET {setting} = {'true' if before else 'false'}")
 
 
 def _store(ws: Workspace, batch: pa.Table, answers: Answers, networks: netclass.Networks) -> None:
@@ -636,10 +753,7 @@ def _store(ws: Workspace, batch: pa.Table, answers: Answers, networks: netclass.
             pa.array(np.zeros(n, np.int32))
         ),
     }
-    columns["country"] = pc.cast(columns["country"], pa.string())
-    columns["as_org"] = pc.cast(columns["as_org"], pa.string())
-    with ws.transaction():
-        ws.append("ip_info", pa.table(columns))
+    ws.append("ip_info", pa.table(columns))  # conform() casts the dictionaries
 
 
 def _counts(ws: Workspace, column: str) -> dict[str, int]:

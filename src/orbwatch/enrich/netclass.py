@@ -6,7 +6,8 @@ something different from one out of a hosting provider, so every address in ``ip
 carries a class. The rules, applied in this order (the first that matches wins):
 
 1. ``corporate``: inside the config's ``internal_networks`` or ``[enrich] corporate_egress``.
-2. ``private``: a special-purpose range (RFC 6890: private, loopback, CGNAT, documentation).
+2. ``private``: a special-purpose range (RFC 6890: private, loopback, CGNAT, documentation)
+   outside the organisation's own networks (those are rule 1: ours, so ``corporate``).
 3. ``tor``: listed by a loaded intel list whose name says Tor (``tor``, ``tor_exits``, ...).
 4. ``vpn``: the AS is on X4BNet's VPN-provider list, or its name names a VPN service.
 5. ``hosting``: the AS is on X4BNet's datacenter list or on bad-asn-list, or its name says
@@ -18,8 +19,8 @@ carries a class. The rules, applied in this order (the first that matches wins):
 8. ``unknown``: none of the above (including addresses without an ASN).
 
 Every rule is vectorised: AS-name patterns run once over the dictionary of AS names, ASN
-lists are one ``numpy.isin``, ranges are Arrow comparisons on the key column. Known errors
-are listed in ``docs/enrichment.md``.
+lists are one binary search per address, ranges one binary search over merged ranges. Known
+errors are listed in ``docs/enrichment.md``.
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ import re
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import numpy.typing as npt
@@ -35,6 +37,9 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from orbwatch import netaddr
+
+if TYPE_CHECKING:  # geo imports this module
+    from orbwatch.enrich.geo import KeyArray
 
 DATA_DIR = Path(__file__).resolve().parent / "data"
 HOSTING_LISTS = ("x4bnet_datacenter_asns.txt", "bad_asn_list.txt")
@@ -124,6 +129,10 @@ RESIDENTIAL_ASNS = (
 )
 
 
+_MOBILE = np.unique(np.array(MOBILE_ASNS, dtype=np.int64))
+_RESIDENTIAL = np.unique(np.array(RESIDENTIAL_ASNS, dtype=np.int64))
+
+
 def read_asn_list(path: Path) -> npt.NDArray[np.int64]:
     """AS numbers from a shipped list file: one per line, ``#`` comments."""
     numbers = [
@@ -147,14 +156,43 @@ class Networks:
     tor: list[netaddr.Network]
 
 
-def _in_networks(keys: pa.Array, networks: list[netaddr.Network]) -> npt.NDArray[np.bool_]:
-    """Membership of each key: exact set lookup for single addresses, range tests for the rest."""
-    singles = [n.start_key for n in networks if n.start == n.end]
-    wider = [n for n in networks if n.start != n.end]
-    mask = pc.fill_null(pc.is_in(keys, value_set=pa.array(singles, pa.string())), False)
-    if wider:
-        mask = pc.or_(mask, netaddr.in_ranges(keys, wider))
-    return np.asarray(mask.to_numpy(zero_copy_only=False), dtype=bool)
+def _merged(networks: list[netaddr.Network]) -> tuple[npt.NDArray[np.uint64], ...]:
+    """Sorted, disjoint (start, end) ranges as uint64 halves (a few thousand networks at most)."""
+    merged: list[list[int]] = []
+    for net in sorted(networks, key=lambda n: n.start):
+        if merged and net.start <= merged[-1][1] + 1:
+            merged[-1][1] = max(merged[-1][1], net.end)
+        else:
+            merged.append([net.start, net.end])
+    mask64 = (1 << 64) - 1
+    return tuple(
+        np.array(values, dtype=np.uint64)
+        for values in (
+            [s >> 64 for s, _ in merged],
+            [s & mask64 for s, _ in merged],
+            [e >> 64 for _, e in merged],
+            [e & mask64 for _, e in merged],
+        )
+    )
+
+
+def _in_networks(decoded: KeyArray, networks: list[netaddr.Network]) -> npt.NDArray[np.bool_]:
+    """Membership of each decoded key: one binary search over the merged ranges.
+
+    Comparing 32-character strings once per range cost more than the geo lookup itself;
+    the keys are decoded to numbers once per batch and searched in the sorted ranges.
+    """
+    if not networks:
+        return np.zeros(len(decoded), dtype=bool)
+    from orbwatch.enrich.geo import searchsorted128  # geo imports this module
+
+    start_hi, start_lo, end_hi, end_lo = _merged(networks)
+    found = searchsorted128(start_hi, start_lo, decoded.hi, decoded.lo)
+    last = np.maximum(found, 0)
+    hi, lo = decoded.hi, decoded.lo
+    below_end = (hi < end_hi[last]) | ((hi == end_hi[last]) & (lo <= end_lo[last]))
+    inside: npt.NDArray[np.bool_] = decoded.valid & (found >= 0) & below_end
+    return inside
 
 
 def _name_matches(as_org: pa.Array, pattern: str) -> npt.NDArray[np.bool_]:
@@ -165,25 +203,34 @@ def _name_matches(as_org: pa.Array, pattern: str) -> npt.NDArray[np.bool_]:
     return np.asarray(per_row.to_numpy(zero_copy_only=False), dtype=bool)
 
 
+def _listed(asns: npt.NDArray[np.int64], listed: npt.NDArray[np.int64]) -> npt.NDArray[np.bool_]:
+    """``numpy.isin`` for a sorted list: one binary search per row (``isin`` sorts both sides)."""
+    if len(listed) == 0:
+        return np.zeros(len(asns), dtype=bool)
+    position = np.minimum(np.searchsorted(listed, asns), len(listed) - 1)
+    hit: npt.NDArray[np.bool_] = listed[position] == asns
+    return hit
+
+
 def classify(keys: pa.Array, asn: pa.Array, as_org: pa.Array, networks: Networks) -> pa.Array:
     """The class of each address (see the module docstring for the rules and their order)."""
+    from orbwatch.enrich.geo import decode_keys  # geo imports this module
+
     n = len(keys)
+    decoded = decode_keys(keys.combine_chunks() if isinstance(keys, pa.ChunkedArray) else keys)
     asns = np.asarray(pc.fill_null(asn, 0).to_numpy(zero_copy_only=False), dtype=np.int64)
     special = [netaddr.network(c) for c in netaddr.SPECIAL_PURPOSE]
     rules: list[tuple[str, npt.NDArray[np.bool_]]] = [
-        ("corporate", _in_networks(keys, networks.corporate)),
-        ("private", _in_networks(keys, special)),
-        ("tor", _in_networks(keys, networks.tor)),
-        ("vpn", np.isin(asns, shipped_asns(VPN_LISTS)) | _name_matches(as_org, VPN_NAMES)),
+        ("corporate", _in_networks(decoded, networks.corporate)),
+        ("private", _in_networks(decoded, special)),
+        ("tor", _in_networks(decoded, networks.tor)),
+        ("vpn", _listed(asns, shipped_asns(VPN_LISTS)) | _name_matches(as_org, VPN_NAMES)),
         (
             "hosting",
-            np.isin(asns, shipped_asns(HOSTING_LISTS)) | _name_matches(as_org, HOSTING_NAMES),
+            _listed(asns, shipped_asns(HOSTING_LISTS)) | _name_matches(as_org, HOSTING_NAMES),
         ),
-        ("mobile", np.isin(asns, MOBILE_ASNS) | _name_matches(as_org, MOBILE_NAMES)),
-        (
-            "residential",
-            np.isin(asns, RESIDENTIAL_ASNS) | _name_matches(as_org, RESIDENTIAL_NAMES),
-        ),
+        ("mobile", _listed(asns, _MOBILE) | _name_matches(as_org, MOBILE_NAMES)),
+        ("residential", _listed(asns, _RESIDENTIAL) | _name_matches(as_org, RESIDENTIAL_NAMES)),
     ]
     code = np.full(n, len(CLASSES) - 1, dtype=np.int8)  # unknown
     for position in range(len(rules) - 1, -1, -1):  # earlier rules overwrite later ones

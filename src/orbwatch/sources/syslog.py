@@ -37,8 +37,10 @@ Expressions in ``fields`` may use these columns: ``line`` (the raw line), the he
 ``pri``, ``host``, ``program``, ``pid``, ``msgid``, ``sd`` (RFC 5424 structured data),
 ``message`` (text after the header, or the whole line when it has none), every named group of
 ``patterns`` (applied to ``message``, or to ``line`` with ``on="line"``), and ``parts`` (a list
-column, the ``split`` of the text when the format sets ``split=","``). Helpers: :func:`kv`
-(``key=value`` / ``key="value"`` / ``key:"value"`` lookup), :func:`part` (CSV position),
+column, the ``split`` of the text when the format sets ``split=","``, CSV double quotes
+honoured by :func:`csv_fields`). Helpers: :func:`kv` (``key=value`` / ``key="value"`` /
+``key:"value"`` lookup, done once per key and batch however many expressions use it),
+:func:`first_kv` (the first of several spellings of a key), :func:`part` (CSV position),
 :func:`protocol_name` (IANA number or name to lower-case name), :func:`action_of` (vendor verdict
 to ``allow``/``deny``/``unknown``), :func:`local_time` (naive text stamp in the configured zone).
 
@@ -192,11 +194,11 @@ def iter_lines(
             yield _batch_from_chunk(carry, line_no, max_bytes)
 
 
-def read_lines(inp: Input) -> Iterator[LineBatch]:
+def read_lines(inp: Input, read_bytes: int = READ_BYTES) -> Iterator[LineBatch]:
     """Line batches of an input, with read errors named after the input."""
     with inp.open_binary() as stream:
         try:
-            yield from iter_lines(stream)
+            yield from iter_lines(stream, read_bytes)
         except InputError as exc:
             raise InputError(f"{inp.display}: {exc}") from None
 
@@ -213,11 +215,12 @@ _STAMP = re.compile(
     r"(?: [A-Z]{3,4})?:? "
     r"|(?P<iso>\d{4}-\d\d-\d\d[T ]\d\d:\d\d:\d\d(?:\.\d{1,9})?(?:Z|[+-]\d\d:?\d\d)?):? ))"
 ).pattern
-# Stage 2, RFC 5424: HOSTNAME APP-NAME PROCID MSGID STRUCTURED-DATA.
+# Stage 2, RFC 5424: HOSTNAME APP-NAME PROCID MSGID, then STRUCTURED-DATA (matched apart below).
 _R5424 = re.compile(
-    r"^(?P<_head>(?P<host>\S+) (?P<program>\S+) (?P<pid>\S+) (?P<msgid>\S+)"
-    r"(?: (?P<sd>-|(?:\[(?:[^\]\"\\]|\\.|\"(?:[^\"\\]|\\.)*\")*\])+))?(?: |$))"
+    r"^(?P<_head>(?P<host>\S+) (?P<program>\S+) (?P<pid>\S+) (?P<msgid>\S+))(?: |$)"
 ).pattern
+# RFC 5424 STRUCTURED-DATA at the start of the text after MSGID, with the space that ends it.
+_SD = re.compile(r"^(?:-|(?:\[(?:[^\]\"\\]|\\.|\"(?:[^\"\\]|\\.)*\")*\])+)(?: |$)").pattern
 # Stage 2, BSD: [HOST] TAG[PID]: (the host is optional: local files written without it).
 _RBSD_TAG = re.compile(
     r"^(?P<_head>(?:(?P<host>[^\s:\[\]]+) )?(?P<program>[^\s:\[\]]+)"
@@ -229,9 +232,9 @@ _RBSD_HOST = re.compile(r"^(?P<_head>(?P<host>[^\s\[\]]+) )").pattern
 HEADER_COLUMNS = ("pri", "stamp", "stamp_kind", "host", "program", "pid", "msgid", "sd", "message")
 
 
-def _strip_head(text: pl.Expr, head: pl.Expr) -> pl.Expr:
-    """The text after a matched header (``head`` null means nothing matched: the whole text)."""
-    return pl.when(head.is_not_null()).then(text.str.slice(head.str.len_chars())).otherwise(text)
+def _after(text: pl.Expr, head: pl.Expr) -> pl.Expr:
+    """The text after a matched header (null when ``head`` did not match)."""
+    return text.str.slice(head.str.len_chars())
 
 
 def split_headers(lines: pl.DataFrame, column: str = "line") -> pl.DataFrame:
@@ -239,51 +242,74 @@ def split_headers(lines: pl.DataFrame, column: str = "line") -> pl.DataFrame:
 
     Adds ``pri``, ``stamp`` (the timestamp text), ``stamp_kind`` (``bsd``, ``bsd_year``,
     ``iso`` or null when the line has no header), ``host``, ``program``, ``pid``, ``msgid``, ``sd``
-    and ``message``. Each stage is one anchored regex; the second stage runs only on the rows
-    whose first stage says which header it is, and matched headers are cut off by length, so
-    the (long) message is never captured by a regex.
+    and ``message``. Each stage is one anchored regex that captures only the short header, and
+    runs only on the rows whose first stage says which header it is (the others are null, which
+    costs nothing); matched headers are cut off by length, so the (long) message is never
+    captured. RFC 5424 structured data can be long (Juniper puts every field in it): its extent
+    is found by a replacement, which needs no capture groups and so stays in the regex DFA.
     """
     line = pl.col(column)
-    df = lines.with_row_index("_row").with_columns(line.str.extract_groups(_STAMP).alias("_s"))
-    df = df.unnest("_s")
+    stamp_groups = pl.col("_s").struct
+    stamp = pl.coalesce(
+        stamp_groups.field("bsd"), stamp_groups.field("iso"), stamp_groups.field("iso5424")
+    )
     kind = (
-        pl.when(pl.col("bsd_year").is_not_null())
+        pl.when(stamp_groups.field("bsd_year").is_not_null())
         .then(pl.lit("bsd_year"))
-        .when(pl.col("bsd").is_not_null())
+        .when(stamp_groups.field("bsd").is_not_null())
         .then(pl.lit("bsd"))
-        .when(pl.col("iso").is_not_null() | pl.col("iso5424").is_not_null())
+        .when(stamp.is_not_null())
         .then(pl.lit("iso"))
         .otherwise(pl.lit(None, pl.String))
     )
-    stamp = pl.coalesce(pl.col("bsd"), pl.col("iso"), pl.col("iso5424"))
+    head = stamp_groups.field("_head")
+    df = lines.lazy().with_columns(_s=line.str.extract_groups(_STAMP))
     df = df.with_columns(
-        _rest=_strip_head(line, pl.col("_head")),
+        pri=stamp_groups.field("pri"),
         stamp=pl.when(stamp != "-").then(stamp),
         stamp_kind=kind,
-        _is5424=pl.col("v5424").is_not_null(),
-    ).drop("_head", "bsd", "bsd_year", "iso", "iso5424", "v5424")
-    r5424, rest = _stage(df.filter(pl.col("_is5424")), _R5424)
-    bsd = df.filter(~pl.col("_is5424") & pl.col("stamp_kind").is_not_null())
-    tagged, untagged = _stage(bsd, _RBSD_TAG)
-    hosted, bare = _stage(untagged, _RBSD_HOST)
-    plain = df.filter(pl.col("stamp_kind").is_null())
-    parts = [r5424, tagged, hosted, rest, bare, plain]
-    out = pl.concat(parts, how="diagonal_relaxed").sort("_row")
-    out = out.with_columns(message=pl.coalesce(pl.col("message"), pl.col("_rest")))
-    names = ("host", "program", "pid", "msgid", "sd")
+        _is5424=stamp_groups.field("v5424").is_not_null(),
+        _rest=pl.when(head.is_not_null()).then(_after(line, head)).otherwise(line),
+    )
+    rest = pl.col("_rest")
+    bsd = ~pl.col("_is5424") & pl.col("stamp_kind").is_not_null()
+    df = df.with_columns(
+        _g5=pl.when(pl.col("_is5424")).then(rest).str.extract_groups(_R5424),
+        _gt=pl.when(bsd).then(rest).str.extract_groups(_RBSD_TAG),
+    )
+    g5, gt = pl.col("_g5").struct, pl.col("_gt").struct
+    # The text after MSGID and its space; STRUCTURED-DATA is its prefix when it has one.
+    after_msgid = _after(rest, g5.field("_head")).str.slice(1)
+    df = df.with_columns(
+        _gh=pl.when(bsd & gt.field("_head").is_null()).then(rest).str.extract_groups(_RBSD_HOST),
+        _after_msgid=after_msgid,
+    ).with_columns(_after_sd=pl.col("_after_msgid").str.replace(_SD, ""))
+    gh = pl.col("_gh").struct
+    sd_chars = pl.col("_after_msgid").str.len_chars() - pl.col("_after_sd").str.len_chars()
+    sd = pl.col("_after_msgid").str.slice(0, sd_chars).str.strip_suffix(" ")
+    message = pl.coalesce(
+        pl.col("_after_sd"),
+        _after(rest, gt.field("_head")),
+        _after(rest, gh.field("_head")),
+        rest,
+    )
+    fields = {
+        "host": pl.coalesce(g5.field("host"), gt.field("host"), gh.field("host")),
+        "program": pl.coalesce(g5.field("program"), gt.field("program")),
+        "pid": pl.coalesce(g5.field("pid"), gt.field("pid")),
+        "msgid": g5.field("msgid"),
+        "sd": pl.when(sd_chars > 0).then(sd),
+    }
     # RFC 5424 NILVALUE means "not given".
-    return out.with_columns(
-        [pl.when(pl.col(c) != "-").then(pl.col(c)).alias(c) for c in names]
-    ).select(*lines.columns, "pri", "stamp", "stamp_kind", *names, "message")
-
-
-def _stage(frame: pl.DataFrame, pattern: str) -> tuple[pl.DataFrame, pl.DataFrame]:
-    """(rows whose ``_rest`` matches the header pattern, with its fields; the other rows)."""
-    found = frame.with_columns(pl.col("_rest").str.extract_groups(pattern).alias("_g")).unnest("_g")
-    matched = found.filter(pl.col("_head").is_not_null())
-    matched = matched.with_columns(message=_strip_head(pl.col("_rest"), pl.col("_head")))
-    groups = [c for c in found.columns if c not in frame.columns]
-    return matched.drop("_head"), found.filter(pl.col("_head").is_null()).drop(groups)
+    out = df.select(
+        *lines.columns,
+        "pri",
+        "stamp",
+        "stamp_kind",
+        *[pl.when(value != "-").then(value).alias(name) for name, value in fields.items()],
+        message.alias("message"),
+    )
+    return out.collect()
 
 
 # ---------------------------------------------------------------------------------------------
@@ -361,7 +387,12 @@ def _years(months: np.ndarray, days: np.ndarray, clock: Clock, state: _YearState
 
 def local_time(text: pl.Expr, fmt: str, zone: str) -> pl.Expr:
     """A naive local time text (``strptime`` format) in ``zone`` as UTC; null when invalid."""
-    naive = text.str.strptime(pl.Datetime("us"), fmt, strict=False)
+    return _in_zone(text.str.strptime(pl.Datetime("us"), fmt, strict=False), zone)
+
+
+def _in_zone(naive: pl.Expr, zone: str) -> pl.Expr:
+    """Naive local times in ``zone`` as UTC (the earlier of two in a fall-back hour; null in a
+    spring-forward gap)."""
     return naive.dt.replace_time_zone(
         zone, ambiguous="earliest", non_existent="null"
     ).dt.convert_time_zone("UTC")
@@ -374,65 +405,173 @@ def iso_time(text: pl.Expr, zone: str) -> pl.Expr:
     return pl.coalesce(with_zone, local_time(norm, "%Y-%m-%dT%H:%M:%S%.f", zone))
 
 
-# A BSD stamp's parts ("Nov  2 15:40:14", "Nov 2 2021 15:40:14.123").
-_BSD_PARTS = (
-    r"^(?P<month>[A-Z][a-z]{2}) {1,2}(?P<day>\d{1,2}) (?:(?P<year>\d{4}) )?"
-    r"(?P<clock>\d\d:\d\d:\d\d(?:\.\d{1,9})?)$"
-)
-
-
 def header_times(df: pl.DataFrame, clock: Clock, state: _YearState) -> pl.Series:
     """The UTC time of each line's header stamp (null when it has none or it is invalid)."""
-    kind = df["stamp_kind"]
-    stamp = df["stamp"]
-    # The parts by regex, not by position: the day is padded with a space ("Nov  2") by RFC
-    # 3164 but many senders write one space ("Nov 2"), which shifts every later character.
-    parts = stamp.str.extract_groups(_BSD_PARTS).struct
-    month_names = parts.field("month")
-    months = month_names.replace_strict(MONTHS, default=0, return_dtype=pl.Int64)
-    months = pl.Series(
-        np.where((kind == "bsd").fill_null(False).to_numpy(), months.fill_null(0).to_numpy(), 0)
+    kind = pl.col("stamp_kind")
+    # The header regex has checked the shape ("Mmm dd [yyyy ]hh:mm:ss[.f]", the day padded
+    # with a space, a zero or nothing), so once the day has two digits every part is at a fixed
+    # position: slices, no second regex.
+    bsd = pl.when(kind.is_in(["bsd", "bsd_year"])).then(pl.col("stamp"))
+    padded = bsd.str.replace("  ", " 0", literal=True)
+    fixed = (
+        pl.when(padded.str.slice(5, 1) == " ")
+        .then(padded.str.slice(0, 4) + pl.lit("0") + padded.str.slice(4))
+        .otherwise(padded)
     )
-    day_text = parts.field("day")
-    days = day_text.cast(pl.Int64, strict=False).fill_null(0).to_numpy()
-    years = _years(months.to_numpy(), days, clock, state)
-    # "Mmm dd [yyyy ]hh:mm:ss[.f]" -> "yyyy-Mmm-dd hh:mm:ss[.f]" for one strptime.
-    rest = parts.field("clock")
-    bsd_text = pl.Series(years).cast(pl.String) + "-" + month_names + "-" + day_text + " " + rest
-    year_text = parts.field("year") + "-" + month_names + "-" + day_text + " " + rest
-    frame = pl.DataFrame({"kind": kind, "stamp": stamp, "bsd": bsd_text, "bsdy": year_text})
-    fmt = "%Y-%b-%d %H:%M:%S%.f"
-    out = frame.select(
-        pl.when(pl.col("kind") == "bsd")
-        .then(local_time(pl.col("bsd"), fmt, clock.zone))
-        .when(pl.col("kind") == "bsd_year")
-        .then(local_time(pl.col("bsdy"), fmt, clock.zone))
-        .when(pl.col("kind") == "iso")
-        .then(iso_time(pl.col("stamp"), clock.zone))
+    with_year = kind == "bsd_year"
+    parts = (
+        df.lazy()
+        .select(kind, pl.col("stamp"), fixed.alias("_fixed"))
+        .select(
+            kind,
+            pl.col("stamp"),
+            month=pl.col("_fixed")
+            .str.slice(0, 3)
+            .replace_strict(MONTHS, default=0, return_dtype=pl.Int64),
+            day=pl.col("_fixed").str.slice(4, 2).cast(pl.Int64, strict=False).fill_null(0),
+            year=pl.when(with_year).then(pl.col("_fixed").str.slice(7, 4)),
+            clock=pl.when(with_year)
+            .then(pl.col("_fixed").str.slice(12))
+            .otherwise(pl.col("_fixed").str.slice(7)),
+        )
+        .collect()
+    )
+    is_bsd = (parts["stamp_kind"] == "bsd").fill_null(False).to_numpy()
+    months = np.where(is_bsd, parts["month"].fill_null(0).to_numpy(), 0)
+    years = _years(months, parts["day"].to_numpy(), clock, state)
+    # Numeric "yyyy-mm-dd hh:mm:ss": Polars parses that layout on its fast path (a month name
+    # or a fraction format takes the general strptime, three times slower), so stamps with a
+    # fraction are parsed apart.
+    year = pl.when(kind == "bsd").then(pl.Series(years).cast(pl.String)).otherwise(pl.col("year"))
+    text = pl.concat_str(
+        year,
+        pl.lit("-"),
+        pl.col("month").cast(pl.String).str.pad_start(2, "0"),
+        pl.lit("-"),
+        pl.col("day").cast(pl.String).str.pad_start(2, "0"),
+        pl.lit(" "),
+        pl.col("clock"),
+    )
+    fraction = pl.col("clock").str.contains(".", literal=True)
+    naive = pl.coalesce(
+        pl.when(~fraction)
+        .then(text)
+        .str.strptime(pl.Datetime("us"), "%Y-%m-%d %H:%M:%S", strict=False),
+        pl.when(fraction)
+        .then(text)
+        .str.strptime(pl.Datetime("us"), "%Y-%m-%d %H:%M:%S%.f", strict=False),
+    )
+    iso = pl.when(kind == "iso").then(pl.col("stamp"))
+    return parts.select(
+        pl.when(kind == "iso")
+        .then(iso_time(iso, clock.zone))
+        .otherwise(_in_zone(naive, clock.zone))
         .alias("t")
-    )
-    return out["t"]
+    )["t"]
 
 
 # ---------------------------------------------------------------------------------------------
 # Field helpers
 
 
+# A ``kv`` lookup is a placeholder column that :class:`LineSource` fills once per batch (see
+# :func:`_kv_columns`), however many field expressions read it.
+_KV_MARK = "\x1fkv"
+
+
 def kv(key: str, on: str = "message", sep: str = "=", quotes: str = '"') -> pl.Expr:
     """The value of ``key`` in ``key=value`` / ``key="value"`` text (first occurrence), unquoted.
 
-    One regex per key, led by the literal ``key=`` so that the regex engine jumps straight to
-    it; ``quotes`` are the quote characters the product uses ("" for none).
+    ``key`` follows the start of the text or one of whitespace, ``,``, ``;``, ``[``, ``|``;
+    ``quotes`` are the quote characters the product uses ("" for none: the value runs to the
+    next whitespace); an unquoted value stops at whitespace or a quote character.
     """
-    before = r"(?:^|[\s,;\[|])"
-    head = before + re.escape(key) + re.escape(sep)
+    return first_kv((key,), on, sep, quotes)
+
+
+def first_kv(
+    keys: tuple[str, ...], on: str = "message", sep: str = "=", quotes: str = '"'
+) -> pl.Expr:
+    """The value of the first of ``keys`` that the line has (spellings of one field).
+
+    Same as coalescing :func:`kv` of each key, but a later spelling is only looked for in the
+    lines that lack the earlier ones, so a product that renamed its fields in one version does
+    not pay a scan of every line per old name.
+    """
+    return pl.col("\x1f".join((_KV_MARK, on, sep, quotes, "\x1e".join(keys))))
+
+
+def _kv_regex(key: str, sep: str, quotes: str) -> str:
+    """One key's lookup: a single group holding the value with its quotes.
+
+    Led by the literal ``key=`` so that the regex engine jumps straight to it, and with one
+    group only, which Polars extracts faster than a struct of one group per quote character.
+    """
+    head = r"(?:^|[\s,;\[|])" + re.escape(key) + re.escape(sep)
     if not quotes:
-        return pl.col(on).str.extract(head + r"(\S*)", 1)
+        return head + r"(\S*)"
     q = "".join(re.escape(c) for c in quotes)
-    quoted = [f"{re.escape(c)}([^{re.escape(c)}]*){re.escape(c)}" for c in quotes]
-    pattern = head + f"(?:{'|'.join(quoted)}|([^\\s{q}]*))"
-    groups = pl.col(on).str.extract_groups(pattern).struct
-    return pl.coalesce([groups.field(str(i)) for i in range(1, len(quotes) + 2)])
+    quoted = [f"{re.escape(c)}[^{re.escape(c)}]*{re.escape(c)}" for c in quotes]
+    return head + f"({'|'.join(quoted)}|[^\\s{q}]*)"
+
+
+def _kv_placeholders(exprs: list[pl.Expr]) -> list[str]:
+    """The names of the ``kv`` placeholder columns the expressions read."""
+    names = {n for e in exprs for n in e.meta.root_names() if n.startswith(_KV_MARK + "\x1f")}
+    return sorted(names)
+
+
+def _kv_columns(names: list[str]) -> tuple[list[pl.Expr], list[tuple[str, str, list[str]]]]:
+    """How to fill the ``kv`` placeholder columns, in two steps.
+
+    Step one (expressions) looks up each distinct first-choice key once: formats read the same
+    key for several columns (a NAT address decides whether its port is kept) and in both
+    branches of a condition, and every further use is a column read instead of another scan of
+    the line. Step two, for :func:`first_kv`, is (placeholder, first-choice column, later
+    keys): see :func:`_fill_later_spellings`.
+    """
+    firsts: dict[str, pl.Expr] = {}
+    later_steps: list[tuple[str, str, list[str]]] = []
+    for name in names:
+        on, sep, quotes, joined = name[len(_KV_MARK) + 1 :].split("\x1f")
+        first, *later = joined.split("\x1e")
+        first_name = "\x1f".join((_KV_MARK, on, sep, quotes, first))
+        firsts[first_name] = _kv_lookup(pl.col(on), first, sep, quotes).alias(first_name)
+        if later:
+            later_steps.append((name, first_name, later))
+    return list(firsts.values()), later_steps
+
+
+def _fill_later_spellings(
+    df: pl.DataFrame, steps: list[tuple[str, str, list[str]]]
+) -> pl.DataFrame:
+    """The :func:`first_kv` columns: later spellings looked up only in the lines that need them.
+
+    The rows still missing a value are gathered and only they are searched, so a file written
+    with the current names pays nothing for the old ones.
+    """
+    for name, first_name, later in steps:
+        on, sep, quotes, _ = name[len(_KV_MARK) + 1 :].split("\x1f")
+        value = df.get_column(first_name)
+        for key in later:
+            rows = value.is_null().arg_true()
+            if not len(rows):
+                break
+            text = df.get_column(on).gather(rows).to_frame("text")
+            found = text.select(_kv_lookup(pl.col("text"), key, sep, quotes)).to_series()
+            value = value.scatter(rows, found)
+        df = df.with_columns(value.alias(name))
+    return df
+
+
+def _kv_lookup(text: pl.Expr, key: str, sep: str, quotes: str) -> pl.Expr:
+    """One key's value in ``text``, without its quotes."""
+    value = text.str.extract(_kv_regex(key, sep, quotes), 1)
+    if not quotes:
+        return value
+    # The unquoted alternative never starts with a quote: a leading quote is a pair.
+    inner = value.str.slice(1, value.str.len_chars() - 2)
+    return pl.when(value.str.slice(0, 1).is_in(list(quotes))).then(inner).otherwise(value)
 
 
 def seconds_of_clock(value: pl.Expr) -> pl.Expr:
@@ -443,6 +582,30 @@ def seconds_of_clock(value: pl.Expr) -> pl.Expr:
         + groups.field("2").cast(pl.Int64) * 60
         + groups.field("3").cast(pl.Int64)
     ).cast(pl.String)
+
+
+def csv_fields(text: pl.Expr, separator: str) -> pl.Expr:
+    """The fields of delimited text as a list, honouring CSV double quotes.
+
+    PAN-OS quotes a field that holds the separator (``"Microsoft Windows 11 Enterprise ,
+    64-bit"``) and doubles a quote inside one. Lines without a quote, nearly all of them, take
+    a plain split; the others one regex pass that matches whole fields (a quoted field or a run
+    of non-separators), then lose the separator each match starts with, and their quotes. An
+    unterminated quote is not a quoted field: it stays as text, as in a plain split.
+    """
+    sep = re.escape(separator)
+    quoted = pl.when(text.str.contains('"', literal=True)).then(text)
+    field = f'(?:^|{sep})(?:"(?:[^"]|"")*"|[^{sep}]*)'
+    tokens = quoted.str.extract_all(field).list.eval(_csv_unquoted(pl.element(), separator))
+    return pl.coalesce(tokens, text.str.split(separator))
+
+
+def _csv_unquoted(token: pl.Expr, separator: str) -> pl.Expr:
+    """One matched CSV field without its leading separator and its quotes."""
+    value = token.str.strip_prefix(separator)
+    inner = value.str.slice(1, value.str.len_chars() - 2).str.replace_all('""', '"', literal=True)
+    closed = value.str.starts_with('"') & value.str.ends_with('"') & (value.str.len_chars() >= 2)
+    return pl.when(closed).then(inner).otherwise(value)
 
 
 def part(index: int) -> pl.Expr:
@@ -556,6 +719,8 @@ class LineSource(Source):
     format: ClassVar[LineFormat]
     #: True: the ingest passes the configured syslog zone and the ``--year`` hint.
     accepts_clock: ClassVar[bool] = True
+    #: Bytes of text per batch: what bounds the memory of a parse, whatever the file's size.
+    read_bytes: int = READ_BYTES
 
     def __init_subclass__(cls, **kwargs: object) -> None:
         super().__init_subclass__(**kwargs)
@@ -590,17 +755,20 @@ class LineSource(Source):
 
     @classmethod
     def _recognised(cls, df: pl.DataFrame) -> pl.Series:
+        return df.select(cls._recognised_expr().alias("ok"))["ok"]
+
+    @classmethod
+    def _recognised_expr(cls) -> pl.Expr:
         fmt = cls.format
-        target = pl.col(fmt.on)
-        test = target.str.contains(fmt.recognise).fill_null(False)
+        test = pl.col(fmt.on).str.contains(fmt.recognise).fill_null(False)
         if fmt.sniff_program is not None:
             test = test & pl.col("program").fill_null("").str.contains(fmt.sniff_program)
-        return df.select(test.alias("ok"))["ok"]
+        return test
 
     def parse(self, inp: Input) -> Iterator[Parsed]:
         clock = Clock.for_input(inp, self.timezone, self.year)
         state = _YearState()
-        for batch in read_lines(inp):
+        for batch in read_lines(inp, self.read_bytes):
             if batch.too_long:
                 yield Parsed(empty_rows(self.table), too_long_rejects(batch))
             if batch.table.num_rows:
@@ -611,28 +779,45 @@ class LineSource(Source):
     ) -> Parsed:
         """Rows, rejects and skip counts for a table of (``source_offset``, ``line``).
 
-        Blank lines are ignored: they are neither records nor damage.
+        Blank lines are ignored: they are neither records nor damage. After the header (whose
+        year-less stamps need the batch's order, so they are resolved eagerly), the rest is one
+        lazy query: the format's regexes, ``kv`` keys, CSV split, fields, typed conversion and
+        reasons, so that Polars plans and parallelises it as a whole.
         """
         clock = clock or Clock(self.timezone, self.year)
         state = state or _YearState()
         fmt = self.format
         df = pl.from_arrow(table)
         assert isinstance(df, pl.DataFrame)
-        df = df.filter(pl.col("line").str.strip_chars().str.len_bytes() > 0)
-        df = split_headers(df)
-        df = df.with_columns(header_times(df, clock, state).alias("_header_ts"))
-        df = df.with_columns(self._recognised(df).alias("_ok"))
+        # Blank as Python's str.isspace says (it counts the \x1c-\x1f separators as space).
+        df = split_headers(df.filter(~pl.col("line").str.contains(r"^[\s\x1c-\x1f]*$")))
         target = pl.col(fmt.on)
-        extracted = [
-            target.str.extract_groups(p).alias(f"_p{i}") for i, p in enumerate(fmt.patterns)
-        ]
-        if extracted:
-            df = df.with_columns(extracted).unnest([f"_p{i}" for i in range(len(fmt.patterns))])
-        if fmt.split is not None:
-            df = df.with_columns(target.str.split(fmt.split).alias("parts"))
-        return self._finish(df, clock)
+        kv_firsts, kv_later = _kv_columns(_kv_placeholders(self._expressions()))
+        lazy = (
+            df.lazy()
+            .with_columns(
+                header_times(df, clock, state).alias("_header_ts"),
+                self._recognised_expr().alias("_ok"),
+                *[target.str.extract_groups(p).alias(f"_p{i}") for i, p in enumerate(fmt.patterns)],
+                *([csv_fields(target, fmt.split).alias("parts")] if fmt.split is not None else []),
+                *kv_firsts,
+            )
+            .unnest([f"_p{i}" for i in range(len(fmt.patterns))])
+        )
+        if kv_later:
+            lazy = _fill_later_spellings(lazy.collect(), kv_later).lazy()
+        return self._finish(lazy, clock)
 
-    def _finish(self, df: pl.DataFrame, clock: Clock) -> Parsed:
+    @classmethod
+    def _expressions(cls) -> list[pl.Expr]:
+        """Every expression of the format (fields, product times, skip tests)."""
+        fmt = cls.format
+        exprs = [f.expr for f in fmt.fields.values()] + [t.expr for t in fmt.time]
+        for test, why in fmt.skipped:
+            exprs += [e for e in (test, why) if isinstance(e, pl.Expr)]
+        return exprs
+
+    def _finish(self, df: pl.LazyFrame, clock: Clock) -> Parsed:
         fmt = self.format
         time_col = fmt.time_column
         exprs = {name: f.expr.alias(name) for name, f in fmt.fields.items()}
@@ -647,44 +832,37 @@ class LineSource(Source):
             counted = pl.when(cond.fill_null(False)).then(label).otherwise(counted)
         counted = pl.when(~pl.col("_ok")).then(counted)
         # Lazy, so that Polars evaluates the columns in parallel and shares repeated
-        # sub-expressions (the same key looked up for two columns is extracted once).
-        out = (
-            df.lazy()
-            .select(
-                pl.col("source_offset"),
-                pl.col("line"),
-                pl.col("_ok"),
-                counted.alias("_counted"),
-                *exprs.values(),
-            )
-            .collect()
+        # sub-expressions; the raw values, their text form, the typed columns and the reasons
+        # are successive steps of one query, each step reading the previous step's columns.
+        raw = df.select(
+            pl.col("source_offset"),
+            pl.col("line"),
+            pl.col("_ok"),
+            counted.alias("_counted"),
+            *exprs.values(),
         )
         kinds: dict[str, Kind] = {n: f.kind for n, f in fmt.fields.items()}
         kinds.setdefault(time_col, "time")
         kinds.setdefault("exporter", "str")
-        # Typed conversion in Polars, with the same null markers and reasons as base.convert.
-        typed_cols, problems = [], []
-        for name in exprs:
-            typed, problem = _typed(name, kinds[name], out.schema[name], clock.zone)
-            typed_cols.append(typed)
-            problems.append(problem)
-        for name in fmt.required or _default_required(fmt.table):
-            if name in exprs:
-                problems.append(
-                    pl.when(
-                        _typed(name, kinds[name], out.schema[name], clock.zone)[0].is_null()
-                    ).then(pl.lit(f"{name}: missing"))
-                )
+        schema = raw.collect_schema()
+        steps = [_typed(name, kinds[name], schema[name], clock.zone) for name in exprs]
+        required = [n for n in fmt.required or _default_required(fmt.table) if n in exprs]
         not_record = pl.when(~pl.col("_ok")).then(pl.lit(f"not a {fmt.description} record"))
-        reason = pl.coalesce(not_record, *problems)
+        reason = pl.coalesce(
+            not_record,
+            *[step.problem for step in steps],
+            *[pl.when(pl.col(n).is_null()).then(pl.lit(f"{n}: missing")) for n in required],
+        )
         result = (
-            out.lazy()
+            raw.with_columns([step.text for step in steps])
+            .with_columns([e for step in steps for e in step.typed])
             .select(
                 pl.col("source_offset"),
                 pl.col("line"),
                 pl.col("_counted"),
                 pl.when(pl.col("_counted").is_null()).then(reason).alias("_reason"),
-                *typed_cols,
+                *exprs,
+                *[f"_other_{n}" for n in exprs if kinds[n] == "addr"],
             )
             .collect()
         )
@@ -736,19 +914,37 @@ _DOTTED_QUAD = r"^(?:(?:25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)\.){3}(?:25[0-5]|2[0-4]\
 _NULL_MARKERS = ["-", "", "(empty)"]
 
 
-def _typed(name: str, kind: Kind, dtype: pl.DataType, zone: str) -> tuple[pl.Expr, pl.Expr]:
-    """(typed column, per-row problem text or null) for one extracted column.
+@dataclass(frozen=True)
+class _Conversion:
+    """The steps of one column's typed conversion, as expressions over the previous step.
+
+    ``text`` makes ``_text_<name>`` (stripped text, null for the "not set" markers) from the raw
+    column; ``typed`` makes the typed ``<name>`` and ``_bad_<name>`` (a value that does not fit)
+    from it, plus ``_other_<name>`` for addresses; ``problem`` is the row's reason or null.
+    """
+
+    text: pl.Expr
+    typed: tuple[pl.Expr, ...]
+    problem: pl.Expr
+
+
+def _typed(name: str, kind: Kind, dtype: pl.DataType, zone: str) -> _Conversion:
+    """The typed conversion of one extracted column.
 
     Same contract as :func:`orbwatch.sources.base.convert` (``-``, empty and ``(empty)`` mean
     "not set"; a value that does not fit gives "<field>: <value> is not a valid <kind>"), done
     in Polars so that the whole batch stays in one engine. Addresses: dotted quads are checked
-    here; other text (IPv6, garbage) by :func:`_check_other_addresses`.
+    here; other text (IPv6, garbage) is marked in ``_other_<name>`` for
+    :func:`_check_other_addresses`.
     """
-    col = pl.col(name)
+    text_name, bad_name = f"_text_{name}", f"_bad_{name}"
+    none = pl.lit(None, pl.String)
     if kind == "time" and dtype != pl.String:
-        return col.cast(pl.Datetime("us", "UTC")).alias(name), pl.lit(None, pl.String)
-    text = col.cast(pl.String).str.strip_chars()
-    value = pl.when(~text.is_in(_NULL_MARKERS)).then(text)
+        typed = pl.col(name).cast(pl.Datetime("us", "UTC")).alias(name)
+        return _Conversion(none.alias(text_name), (typed,), none)
+    text = pl.col(name).cast(pl.String).str.strip_chars()
+    value = pl.col(text_name)
+    extra: tuple[pl.Expr, ...] = ()
     ok: pl.Expr
     if kind == "port":
         number = value.cast(pl.Int64, strict=False)
@@ -770,15 +966,30 @@ def _typed(name: str, kind: Kind, dtype: pl.DataType, zone: str) -> tuple[pl.Exp
         typed = pl.when(ok).then(low.is_in(["t", "true", "1"]))
     elif kind == "addr":
         typed = value.str.slice(0, 64)
-        ok = typed.str.contains(_DOTTED_QUAD) | typed.str.contains(":", literal=True)
+        quad = typed.str.contains(_DOTTED_QUAD)
+        ok = quad | typed.str.contains(":", literal=True)
+        extra = ((typed.is_not_null() & ~quad).alias(f"_other_{name}"),)
     else:
-        return value.str.slice(0, MAX_FIELD_CHARS).alias(name), pl.lit(None, pl.String)
-    problem = pl.when(value.is_not_null() & ~ok.fill_null(False)).then(
+        typed = value.str.slice(0, MAX_FIELD_CHARS)
+        return _Conversion(
+            pl.when(~text.is_in(_NULL_MARKERS)).then(text).alias(text_name),
+            (typed.alias(name),),
+            none,
+        )
+    problem = pl.when(pl.col(bad_name)).then(
         pl.lit(f"{name}: ")
         + value.str.slice(0, 80)
         + pl.lit(f" is not a valid {_KIND_WORDS[kind]}")
     )
-    return typed.alias(name), problem
+    return _Conversion(
+        pl.when(~text.is_in(_NULL_MARKERS)).then(text).alias(text_name),
+        (
+            typed.alias(name),
+            (value.is_not_null() & ~ok.fill_null(False)).alias(bad_name),
+            *extra,
+        ),
+        problem,
+    )
 
 
 def _check_other_addresses(result: pl.DataFrame, names: list[str]) -> pl.DataFrame:
@@ -787,16 +998,17 @@ def _check_other_addresses(result: pl.DataFrame, names: list[str]) -> pl.DataFra
     Only those few values go through the address parser (one call per distinct value).
     """
     for name in names:
-        other = result[name].is_not_null() & ~result[name].str.contains(_DOTTED_QUAD)
+        other = result[f"_other_{name}"]
         if not other.any():
             continue
-        values = result[name].filter(other)
-        bad = pl.Series(pc.is_null(netaddr.keys(values.to_arrow())).to_pylist())
-        message = (f"{name}: " + values.str.slice(0, 80) + " is not a valid IP address").zip_with(
-            bad, pl.Series([None] * len(values), dtype=pl.String)
+        rows = other.arg_true()
+        values = result[name].gather(rows)
+        bad = pl.Series(pc.is_null(netaddr.keys(values.to_arrow())))
+        message = pl.when(bad).then(
+            f"{name}: " + values.str.slice(0, 80) + " is not a valid IP address"
         )
-        problem = pl.Series([None] * len(result), dtype=pl.String).scatter(
-            other.arg_true(), message
+        problem = pl.repeat(None, len(result), dtype=pl.String, eager=True).scatter(
+            rows, pl.select(message).to_series()
         )
         result = result.with_columns(
             pl.when(pl.col("_counted").is_null())

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import re
 from pathlib import Path
 from typing import Any
 
@@ -139,22 +140,111 @@ def test_journald_json_export_of_sshd(workspace: Workspace, tmp_path: Path) -> N
     assert all(text.startswith("{") for text in raw)  # the original entry, not a rebuilt line
 
 
-def test_wazuh_pam_and_sshd_lines(corpus: Path) -> None:
-    """Wazuh's PAM test lines: the sshd ones are logins, the others (su, vsftpd) are counted."""
+# What each Wazuh test line says, as orbwatch columns: (event, outcome, user, src_ip, src_port),
+# by 1-based position among the file's "log N pass/fail =" lines. User and address are the
+# values Wazuh's sshd/pam decoders extract (srcuser/dstuser, srcip, srcport); the outcome is the
+# meaning of the rule the section expects (5710/5716/5718/5760/5503 failed login, 2502 "missed
+# the password more than one time", 5706/5701/5702/5757 probing, 5722/5761/5762 closed).
+WAZUH_PAM = {5: ("pam_more_failures", "info", "root", "10.0.3.1", None)}
+_DENIED_FROM = ("192.168.33.1", "172.18.1.100")  # the 5719 section alternates the two
+WAZUH_SSHD: dict[int, tuple[str, str, str | None, str, int | None]] = {
+    15: ("negotiation_failed", "info", None, "202.191.177.33", 3579),
+    16: ("negotiation_failed", "info", None, "108.229.36.174", None),
+    19: ("pam_error", "failure", "warez", "192.241.237.101", None),
+    20: ("invalid_user", "failure", "opcione", "192.241.237.101", None),
+    22: ("pam_error", "failure", "badguy", "192.168.33.1", None),
+    23: ("failed", "failure", "user", "172.18.1.1", 32982),
+    24: ("failed", "failure", "warez", "192.241.237.101", 54197),
+    25: ("pam_error", "failure", "badguy", "192.168.33.1", None),
+    26: ("failed", "failure", "sammy", "82.202.219.155", 51676),
+    31: ("reverse_mapping", "info", None, "192.168.18.54", None),
+    32: ("reverse_mapping", "info", None, "192.168.33.1", None),
+    34: ("too_many_failures", "failure", "badguy", "192.168.33.1", 55146),
+    35: ("too_many_failures", "failure", "user", "192.168.33.1", 55764),
+    36: ("pam_error", "failure", "user", "192.168.33.1", None),
+    37: ("failed", "failure", "user", "172.18.1.100", 43042),
+    38: ("closed_preauth", "info", None, "10.0.2.2", 55462),
+    # Rule 5710 calls these invalid-user attempts; the attempt is counted on its own
+    # "Invalid user" line, the disconnect that ends it is context.
+    39: ("disconnected", "info", "user", "172.18.1.100", 43042),
+    40: ("disconnected", "info", "root", "172.18.1.100", 43042),
+    41: ("disconnected", "info", "root", "172.18.1.100", 43042),
+    42: ("no_identification", "info", None, "172.18.1.1", 45824),
+    43: ("closed_preauth", "info", "user", "192.168.33.1", 51772),
+    **{
+        n: ("not_allowed", "failure", "root", _DENIED_FROM[(n - 44) % 2], None)
+        for n in range(44, 54)
+    },
+    54: ("reverse_mapping", "info", None, "172.18.1.1", None),
+    55: ("bad_protocol_version", "info", None, "172.18.1.1", 59920),
+    **{n: ("failed", "failure", "user", "172.18.1.100", 43042) for n in range(56, 64)},
+    **{n: ("invalid_user", "failure", "user", "212.64.151.233", None) for n in range(64, 72)},
+}
+
+
+def _fields(rows: dict[int, dict[str, Any]], n: int) -> tuple[Any, ...]:
+    r = rows[n]
+    return (r["event"], r["outcome"], r["user"], r["src_ip"], r["src_port"])
+
+
+def test_wazuh_pam_lines_field_by_field(corpus: Path) -> None:
+    """Wazuh's PAM test lines: the old-style ``sshd(pam_unix)`` one is an sshd login row; su
+    and vsftpd are other programs, counted as skipped."""
     lines = raw_lines(corpus / "auth/linux-pam/wazuh_pam.ini")
     parsed = Sshd(year=2024).parse_lines(line_table(lines))
-    assert parsed.rows.num_rows + parsed.rejects.num_rows + sum(parsed.skipped.values()) == len(
-        lines
-    )
     assert parsed.rejects.num_rows == 0
-    sshd_lines = raw_lines(corpus / "auth/linux-sshd/wazuh_sshd.ini")
-    sshd = Sshd(year=2024).parse_lines(line_table(sshd_lines))
-    total = sshd.rows.num_rows + sshd.rejects.num_rows + sum(sshd.skipped.values())
-    assert total == len(sshd_lines)
-    rows = sshd.rows.to_pylist()
-    assert rows and all(r["ts"] is not None and r["outcome"] for r in rows)
-    failed = [r for r in rows if r["event"] == "failed" and r["src_ip"]]
-    assert failed and all(r["outcome"] == "failure" for r in failed)
+    rows = {r["source_offset"]: r for r in parsed.rows.to_pylist()}
+    assert {n: _fields(rows, n) for n in rows} == WAZUH_PAM
+    assert rows[5]["ts"] == dt.datetime(2024, 11, 11, 22, 46, 29, tzinfo=UTC)
+    assert parsed.skipped == {
+        "not an sshd line: program su(pam_unix)": 3,
+        "not an sshd line: program vsftpd(pam_unix)": 1,
+    }
+
+
+def test_old_style_pam_tag_lines_are_sshd_logins() -> None:
+    """Linux-PAM before 0.99 wrote the module in the tag: ``sshd(pam_unix)[pid]: ...``."""
+    head = "Nov 11 22:46:29 bastion sshd(pam_unix)[15794]: "
+    lines = [
+        head + "authentication failure; logname= uid=0 euid=0 tty=ssh ruser= "
+        "rhost=203.0.113.8  user=root",
+        head + "authentication failure; logname= uid=0 euid=0 tty=ssh ruser= rhost=scanner.example",
+        head + "session opened for user alice by (uid=0)",
+        head + "session closed for user alice",
+        head + "check pass; user unknown",
+    ]
+    parsed = Sshd(year=2024).parse_lines(line_table(lines))
+    got = [(r["event"], r["outcome"], r["user"], r["src_ip"]) for r in parsed.rows.to_pylist()]
+    assert got == [
+        ("pam_failure", "failure", "root", "203.0.113.8"),
+        ("pam_failure", "failure", None, None),  # rhost is a name (UseDNS): no address kept
+        ("session_opened", "info", "alice", None),
+        ("session_closed", "end", "alice", None),
+    ]
+    assert parsed.skipped == {"sshd message that is not an authentication event": 1}
+
+
+def test_wazuh_sshd_lines_field_by_field(corpus: Path) -> None:
+    """Every Wazuh sshd test line with a user or an address: the values Wazuh decodes."""
+    # Some fixture lines put two spaces between an ISO stamp and the host; the shared syslog
+    # header parser takes one, so the test gives those lines the usual single space and checks
+    # the sshd rules on them.
+    lines = [
+        re.sub(r"^(\d{4}-\d\d-\d\d \S+)  ", r"\1 ", line)
+        for line in raw_lines(corpus / "auth/linux-sshd/wazuh_sshd.ini")
+    ]
+    parsed = Sshd(year=2024).parse_lines(line_table(lines))
+    rows = {r["source_offset"]: r for r in parsed.rows.to_pylist()}
+    assert {n: _fields(rows, n) for n in rows} == WAZUH_SSHD
+    assert rows[20]["ts"] == dt.datetime(2013, 10, 30, 13, 51, 30, 267401, tzinfo=UTC)
+    assert rows[22]["ts"] == dt.datetime(2020, 3, 23, 13, 47, 42, 801612, tzinfo=UTC)
+    assert rows[19]["failure_reason"] == "User not known to the underlying authentication module"
+    reasons = dict(zip(*parsed.rejects.select(["source_offset", "reason"]).to_pydict().values()))
+    # A Solaris message-id prefix, and an address anonymised as "183.106.179.x".
+    assert sorted(reasons) == [30, 33]
+    assert reasons[33] == "src_ip: 183.106.179 is not a valid IP address"
+    skipped = len(lines) - len(rows) - len(reasons)
+    assert parsed.skipped == {"sshd message that is not an authentication event": skipped}
 
 
 @pytest.mark.parametrize(

@@ -190,6 +190,13 @@ def test_asa_corpus_groups_users_and_outcomes(corpus: Path, workspace: Workspace
         "GroupPolicy Remote-VPN",
     )
     assert [rows[n]["outcome"] for n in (1, 3, 9, 12)] == ["failure", "info", "failure", "failure"]
+    # The file logs no AAA success and no certificate check around its sessions: the log cannot
+    # tell whether a second factor or a device certificate was used.
+    assert (rows[11]["mfa"], rows[11]["machine_cert"], rows[11]["target"]) == (
+        "unknown",
+        "unknown",
+        "localhost",
+    )
 
 
 ASA_MORE = [
@@ -216,7 +223,8 @@ def test_asa_totals_certificates_and_masked_users() -> None:
     assert (rows[1]["outcome"], rows[1]["bytes"], rows[1]["duration_s"]) == ("end", 123, 93784.0)
     assert (rows[1]["failure_reason"], rows[1]["policy"]) == ("User Requested", "GP")
     assert (rows[2]["machine_cert"], rows[2]["user"]) == ("yes", "laptop-7.corp.example")
-    assert (rows[3]["machine_cert"], rows[3]["outcome"]) == ("no", "failure")
+    # 717009 now names its subject too (it was null): the session folding matches it by name.
+    assert (rows[3]["machine_cert"], rows[3]["outcome"], rows[3]["user"]) == ("no", "failure", "x")
     assert (rows[4]["user"], rows[4]["src_ip"], rows[4]["outcome"]) == (
         None,
         "203.0.113.9",
@@ -367,3 +375,175 @@ def test_vpn_formats_come_before_the_firewall_formats() -> None:
     assert names.index("fortigate_vpn") < names.index("fortigate_traffic")
     assert names.index("cisco_asa_vpn") < names.index("cisco_asa")
     assert isinstance(line_table([]), pa.Table)
+
+
+def _asa(stamp: str, device: str, message: str) -> str:
+    return f"<166>Nov 04 2024 {stamp} {device} : %ASA-{message}"
+
+
+def _aaa(stamp: str, server: str, user: str, device: str = "asa1") -> str:
+    return _asa(
+        stamp,
+        device,
+        f"6-113004: AAA user authentication Successful : server = {server} : user = {user}",
+    )
+
+
+def _started(stamp: str, policy: str, user: str, ip: str, device: str = "asa1") -> str:
+    return _asa(
+        stamp,
+        device,
+        f"6-113039: Group <{policy}> User <{user}> IP <{ip}> AnyConnect parent session started.",
+    )
+
+
+# Sessions as an ASA with a primary and a secondary authentication server logs them (message
+# texts from Cisco's syslog reference; offsets are 1-based line numbers).
+ASA_SESSIONS = [
+    # 1-8 alice: certificate named after her, two factors, session start and its companions.
+    _asa(
+        "09:00:00",
+        "asa1",
+        "6-717022: Certificate was successfully validated. serial number: "
+        "1A2B, subject name: CN=alice.laptop.corp.example,OU=Staff,O=Corp.",
+    ),
+    _asa(
+        "09:00:00",
+        "asa1",
+        "6-717028: Certificate chain was successfully validated with "
+        "warning, revocation status was not checked.",
+    ),
+    _aaa("09:00:01", "10.0.0.1", "alice"),
+    _aaa("09:00:20", "10.0.0.2", "alice"),  # the push was approved 19 s later
+    _asa("09:00:20", "asa1", "6-113008: AAA transaction status ACCEPT : user = alice"),
+    _started("09:00:21", "GP-MFA", "alice", "198.51.100.10"),
+    _asa(
+        "09:00:21",
+        "asa1",
+        "6-716001: Group <GP-MFA> User <alice> IP <198.51.100.10> WebVPN session started.",
+    ),
+    _asa(
+        "09:00:21",
+        "asa1",
+        "5-722051: Group <GP-MFA> User <alice> IP <198.51.100.10> IPv4 "
+        "Address <10.9.0.5> assigned to session",
+    ),
+    # 9-10 alice again: only the primary since her last session, no certificate check.
+    _aaa("09:04:00", "10.0.0.1", "alice"),
+    _started("09:04:00", "GP-MFA", "alice", "198.51.100.10"),
+    # 11-12 bob: a single factor on the server that is the primary of two-factor sessions.
+    _aaa("09:10:00", "10.0.0.1", "CORP\\bob"),
+    _started("09:10:00", "GP-Legacy", "bob", "203.0.113.7"),
+    # 13-15 carol: a RADIUS server never seen with a secondary (it may run MFA behind it), and
+    # a certificate named after a machine, not an account.
+    _asa(
+        "09:20:00",
+        "asa1",
+        "6-717022: Certificate was successfully validated. serial number: "
+        "77, subject name: CN=LAPTOP-7.corp.example.",
+    ),
+    _aaa("09:20:01", "10.0.0.9", "carol"),
+    _started("09:20:01", "GP-Radius", "carol", "192.0.2.44"),
+    # 16-19 dave: his certificate fails (optional in the profile), both factors pass.
+    _asa(
+        "09:30:00",
+        "asa1",
+        "3-717009: Certificate validation failed. Peer certificate key "
+        "usage is invalid, serial number: 78, subject name: CN=dave.",
+    ),
+    _aaa("09:30:01", "10.0.0.1", "dave"),
+    _aaa("09:30:02", "10.0.0.2", "dave"),
+    _started("09:30:02", "GP-MFA", "Dave", "192.0.2.50"),
+    # 20-21 erin: the password was right but the session was refused.
+    _aaa("09:40:00", "10.0.0.1", "erin"),
+    _asa(
+        "09:40:00",
+        "asa1",
+        "4-113038: Group <GP-MFA> User <erin> IP <192.0.2.60> Unable to "
+        "create AnyConnect parent session.",
+    ),
+    # 22-23 alice on another ASA, which shows no two-factor session and no certificate check.
+    _aaa("09:50:00", "10.0.0.1", "alice", device="asa2"),
+    _started("09:50:00", "GP-MFA", "alice", "198.51.100.10", device="asa2"),
+]
+
+
+def _facts(row: dict[str, Any]) -> tuple[str, str, str | None, str]:
+    return (row["outcome"], row["mfa"], row["mfa_method"], row["machine_cert"])
+
+
+def test_asa_session_start_carries_factors_and_certificate() -> None:
+    parsed = CiscoAsaVpn(year=2024).parse_lines(line_table(ASA_SESSIONS))
+    assert parsed.rejects.num_rows == 0
+    rows = {r["source_offset"]: r for r in parsed.rows.to_pylist()}
+    assert len(rows) == len(ASA_SESSIONS)
+    two_factors = ("success", "yes", "secondary AAA server 10.0.0.2")
+    assert _facts(rows[6]) == (*two_factors, "yes")
+    assert _facts(rows[10]) == ("success", "no", None, "no")
+    assert _facts(rows[12]) == ("success", "no", None, "no")
+    assert _facts(rows[15]) == ("success", "unknown", None, "unknown")
+    assert _facts(rows[19]) == (*two_factors, "no")
+    assert _facts(rows[23]) == ("success", "unknown", None, "unknown")
+    # Context: the folded factors and the WebVPN start that repeats the AnyConnect one are info
+    # rows (one success per login); the repeat carries the session's facts.
+    assert [rows[n]["outcome"] for n in (3, 4, 9, 11, 14, 17, 18, 22)] == ["info"] * 8
+    assert _facts(rows[7]) == ("info", *two_factors[1:], "yes")
+    assert (rows[20]["outcome"], rows[20]["event"]) == ("success", "113004")  # no session
+    assert (rows[1]["machine_cert"], rows[2]["machine_cert"], rows[16]["machine_cert"]) == (
+        "yes",
+        "yes",
+        "no",
+    )
+    assert {rows[n]["target"] for n in (1, 6, 22)} == {"asa1", "asa2"}
+    # Outcomes of every other message are as the rule table says.
+    assert [rows[n]["outcome"] for n in (5, 8, 21)] == ["info", "info", "failure"]
+
+
+def test_asa_sessions_cut_by_a_batch_boundary_stay_unknown() -> None:
+    """Folding is per batch: a start whose factors lie in the previous batch claims nothing."""
+    source, clock, state = CiscoAsaVpn(year=2024), Clock(year=2024), _YearState()
+    first = source.parse_lines(line_table(ASA_SESSIONS[:4]), clock, state).rows.to_pylist()
+    second = source.parse_lines(line_table(ASA_SESSIONS[4:8]), clock, state).rows.to_pylist()
+    assert [r["outcome"] for r in first if r["event"] == "113004"] == ["success", "success"]
+    start = next(r for r in second if r["event"] == "113039")
+    assert _facts(start) == ("success", "unknown", None, "unknown")
+
+
+def test_asa_simulator_sessions_match_the_simulated_truth(tmp_path: Path) -> None:
+    """Every simulated ASA session: MFA and machine certificate as the simulator decided them;
+    the campaign's login in the legacy password-only group policy is single-factor."""
+    from orbwatch.simulate.events import SERVICE
+    from orbwatch.simulate.run import build, write
+    from orbwatch.simulate.scenario import Scenario
+    from orbwatch.sources.inputs import Input
+
+    scenario = Scenario(seed=5)
+    scenario.org.users, scenario.org.days = 30, 9
+    scenario.output.netflow = scenario.output.zeek = scenario.output.firewall = False
+    world = build(scenario)
+    write(world, tmp_path)
+    lg = world.logins
+    mine = (lg["service"] == SERVICE["vpn-asa"]) & lg["success"]
+    yes_no = {True: "yes", False: "no"}
+    truth = {
+        (str(world.login_names[n]), int(t)): (yes_no[bool(m)], yes_no[bool(c)])
+        for n, t, m, c in zip(
+            lg["name"][mine], lg["ts"][mine], lg["mfa"][mine], lg["cert"][mine], strict=True
+        )
+    }
+    batches = list(CiscoAsaVpn().parse(Input.open(str(tmp_path / "asa-vpn.log"))))
+    rows = [r for b in batches for r in b.rows.to_pylist()]
+    assert not any(b.rejects.num_rows for b in batches)
+    starts = [r for r in rows if r["event"] == "113039"]
+    assert [r for r in rows if r["outcome"] == "success"] == starts  # one success per login
+    got = {(r["user"], int(r["ts"].timestamp())): (r["mfa"], r["machine_cert"]) for r in starts}
+    assert got.keys() == truth.keys()
+    assert {k: mfa for k, (mfa, _) in got.items()} == {k: mfa for k, (mfa, _) in truth.items()}
+    # Certificates: never the opposite of the truth. "unknown" only where another account's
+    # certificate check was logged within the window (logins in the same second).
+    certs = [(got[k][1], truth[k][1]) for k in truth]
+    assert all(ours in ("unknown", theirs) for ours, theirs in certs)
+    assert sum(ours == "unknown" for ours, _ in certs) <= len(certs) // 20
+    victim = str(world.login_names[world.truth.victim_user])
+    victim_starts = {(r["policy"], r["mfa"]) for r in starts if r["user"] == victim}
+    assert ("GP-Legacy-Password", "no") in victim_starts

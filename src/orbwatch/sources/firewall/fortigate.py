@@ -21,14 +21,14 @@ from orbwatch.sources.syslog import (
     LineSource,
     TimeField,
     action_of,
-    kv,
+    first_kv,
     protocol_name,
 )
 
 
 def _key(*names: str) -> pl.Expr:
     """The first of several key spellings (FortiOS versions renamed fields)."""
-    return pl.coalesce([kv(name, on="line") for name in names])
+    return first_kv(names, on="line")
 
 
 _TYPE = r"(?:^|\s)type=\"?"

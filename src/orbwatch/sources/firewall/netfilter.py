@@ -45,18 +45,32 @@ PACKET_FIELDS: dict[str, Field] = {
 }
 RECOGNISE = r"IN=\S* OUT=\S* .*SRC=[0-9A-Fa-f.:]+ DST="
 
+
+def _log_prefix() -> pl.Expr:
+    """The rule author's log prefix: the text before ``IN=``, the first ``=`` of the line.
+
+    After the kernel's ``[seconds.micro]`` stamp, if any, and without the spaces before
+    ``IN=``. Null when the first ``=`` is not ``IN=``. Literal splits rather than a regex with
+    a lazy capture group, which costs a backtracking pass per line.
+    """
+    rest = pl.col("message").str.replace(r"^\[\s*[\d.]+\]\s*", "")
+    halves = rest.str.split_exact("=", 1).struct
+    before = halves.field("field_0")
+    prefix = before.str.slice(0, before.str.len_chars() - 2).str.strip_chars_end()
+    return pl.when(halves.field("field_1").is_not_null() & before.str.ends_with("IN")).then(prefix)
+
+
+_PREFIX = _log_prefix()
+
 NETFILTER = LineFormat(
     name="netfilter_log",
     table="flows",
     description="Linux netfilter (iptables/nftables/firewalld) kernel log",
     recognise=RECOGNISE,
-    patterns=(r"^(?:\[\s*[\d.]+\]\s*)?(?P<prefix>[^=]*?)\s*IN=",),
     fields={
         **PACKET_FIELDS,
-        "rule": Field(
-            pl.when(pl.col("prefix") != "").then(pl.col("prefix").str.strip_chars(" :[]"))
-        ),
-        "action": Field(verdict_of_prefix(pl.col("prefix").fill_null(""))),
+        "rule": Field(pl.when(_PREFIX != "").then(_PREFIX.str.strip_chars(" :[]"))),
+        "action": Field(verdict_of_prefix(_PREFIX.fill_null(""))),
     },
     skipped=(
         (

@@ -204,6 +204,11 @@ class Columns(Mapping[str, Column]):
     def __iter__(self) -> Iterator[str]:
         return iter(self._specs)
 
+    @property
+    def converted(self) -> tuple[str, ...]:
+        """Names of the fields converted so far (the rest are still raw bytes)."""
+        return tuple(self._done)
+
     def __len__(self) -> int:
         return len(self._specs)
 

@@ -6,10 +6,12 @@ Each message id below becomes a ``logins`` row (``service = vpn``, ``event`` = t
 message                                                 outcome    what is taken
 ======================================================  =========  ===========================
 113004 / 113012 AAA user authentication Successful      success    user, AAA server
+                                                        (info once folded into a session)
 113005 / 113015 AAA user authentication Rejected        failure    user, reason, user IP
 113008 AAA transaction status ACCEPT                    info       user
 113039 AnyConnect parent session started                success    group policy, user, IP
 716001 WebVPN session started                           success    group policy, user, IP
+                                                        (info when it repeats a 113039)
 113019 Session disconnected                             end        type, duration, bytes,
                                                                    reason
 716002 WebVPN session terminated                        end        reason
@@ -24,25 +26,32 @@ message                                                 outcome    what is taken
 751025 IKEv2 address assigned                           info       user, IP, port
 717022 / 717028 certificate (chain) validated           info       machine_cert yes,
                                                                    subject CN as user
-717009 certificate validation failed                    failure    machine_cert no, reason
+717009 certificate validation failed                    failure    machine_cert no, reason,
+                                                                   subject CN as user
 ======================================================  =========  ===========================
 
-``policy`` is the group policy or connection profile (``Group <...>`` / ``Group = ...``).
-``machine_cert`` is ``yes``/``no`` only on the 7170xx certificate messages, which ASA logs
-without the session they belong to; every other row is ``unknown``. ASA logs no MFA as such:
-``mfa`` is ``unknown``. Other ASA messages (connections, NAT, ...) are counted as skipped;
-a message of the VPN families (113, 716, 717, 722, 734, 751) not in the table goes to
-quarantine.
+``policy`` is the group policy or connection profile (``Group <...>`` / ``Group = ...``),
+``target`` the ASA that logged the message (syslog host). ``machine_cert`` is ``yes``/``no``
+on the 7170xx certificate messages. ASA logs neither MFA nor the session's certificate on the
+session itself: :mod:`~orbwatch.sources.vpn.asa_sessions` folds the AAA factors and the
+certificate check logged just before a session start into its ``mfa``, ``mfa_method`` and
+``machine_cert`` (every other row keeps ``unknown``). Other ASA messages (connections, NAT,
+...) are counted as skipped; a message of the VPN families (113, 716, 717, 722, 734, 751) not
+in the table goes to quarantine.
 """
 
 from __future__ import annotations
 
+import dataclasses
 from typing import ClassVar
 
 import polars as pl
+import pyarrow as pa
 
 from orbwatch.sources.auth.rules import Message, login_format
-from orbwatch.sources.syslog import Field, LineSource
+from orbwatch.sources.base import Parsed
+from orbwatch.sources.syslog import Clock, Field, LineSource, _YearState
+from orbwatch.sources.vpn.asa_sessions import fold_sessions
 from orbwatch.sources.vpn.shared import extended
 
 _ID = r"%(?:ASA|FTD)-\d-"
@@ -112,7 +121,7 @@ MESSAGES = (
     ),
     _m(
         r"717022",
-        r"Certificate was successfully validated\.(?:.*?CN=(?P<user>[^,]+))?",
+        r"Certificate was successfully validated\.",
         "info",
         machine_cert="yes",
         auth_method="certificate",
@@ -138,6 +147,8 @@ _TOTALS = (
     r"113019: .*Duration: (?:(?P<asa_d>\d+)d ?)?(?P<asa_h>\d+)h:(?P<asa_m>\d+)m:(?P<asa_s>\d+)s,"
     r" Bytes xmt: (?P<asa_xmt>\d+), Bytes rcv: (?P<asa_rcv>\d+)"
 )
+# The subject CN of a certificate check (passed or failed), without the sentence's full stop.
+_SUBJECT = r"7170(?:22|09): .*?subject name: *(?:.*?\b(?i:cn)=)?(?P<asa_cn>[^,]+?)\.?\s*(?:,|$)"
 
 
 def _number(name: str) -> pl.Expr:
@@ -163,14 +174,17 @@ _RULES = login_format(
 )
 ASA_VPN = extended(
     _RULES,
-    (_TOTALS,),
+    (_TOTALS, _SUBJECT),
     {
         # ASA masks the account name of a rejected login ("user = *****") unless told not to.
         "user": Field(
             pl.when(_RULES.fields["user"].expr.str.contains(r"^\*+$"))
             .then(pl.lit(None, pl.String))
-            .otherwise(_RULES.fields["user"].expr)
+            .otherwise(pl.coalesce(_RULES.fields["user"].expr, pl.col("asa_cn")))
         ),
+        # The ASA that logged the message: sessions are folded per device (asa_sessions).
+        "target": Field(pl.col("host")),
+        "mfa_method": Field(pl.lit(None, pl.String)),
         "bytes": Field(
             pl.when(pl.col("asa_xmt").is_not_null()).then(
                 (_number("asa_xmt") + _number("asa_rcv")).cast(pl.String)
@@ -189,3 +203,10 @@ class CiscoAsaVpn(LineSource):
     """Cisco ASA / AnyConnect remote-access VPN, AAA and certificate messages."""
 
     format: ClassVar = ASA_VPN
+
+    def parse_lines(
+        self, table: pa.Table, clock: Clock | None = None, state: _YearState | None = None
+    ) -> Parsed:
+        """One row per message, then each batch's sessions folded (see :mod:`asa_sessions`)."""
+        parsed = super().parse_lines(table, clock, state)
+        return dataclasses.replace(parsed, rows=fold_sessions(parsed.rows))

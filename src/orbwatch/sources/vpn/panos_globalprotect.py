@@ -43,8 +43,10 @@ _GP_LOG = _LEAD + "GLOBALPROTECT,"
 _GP_SYSTEM = _LEAD + "SYSTEM,globalprotect"
 _IS_LOG = pl.col("message").str.contains(_GP_LOG)
 _IS_SYSTEM = pl.col("message").str.contains(_GP_SYSTEM)
-_EVENT = pl.col("_gp_event")
-_STATUS = pl.col("_gp_status")
+# By CSV position (quote-aware), not by a regex counting commas: a quoted client OS such as
+# "Microsoft Windows 11 Enterprise , 64-bit" holds a comma.
+_EVENT = part(8)
+_STATUS = part(28)
 # Text fields of a SYSTEM event's description ("Login from: 1.2.3.4, User name: bob, ...").
 _TEXT = r"[^,\"]+?)\.?\s*(?:,|\"|$)"
 _DESCRIPTION = (
@@ -93,11 +95,7 @@ GLOBALPROTECT = LineFormat(
     description="PAN-OS GlobalProtect event",
     recognise=f"{_GP_LOG}|{_GP_SYSTEM}",
     split=",",
-    patterns=(
-        r"^(?:[^,]*,){8}(?P<_gp_event>[^,]*)",
-        r"^(?:[^,]*,){28}(?P<_gp_status>[^,]*)",
-        *_DESCRIPTION,
-    ),
+    patterns=_DESCRIPTION,
     fields={
         "event": Field(_EVENT),
         "outcome": Field(_OUTCOME),
