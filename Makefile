@@ -4,7 +4,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test lint typecheck unit install clean ipdb system-deps evaluation
+.PHONY: demo test lint typecheck unit install clean ipdb system-deps evaluation bench
 
 # Debian packages some tests drive for real: headless Chromium renders the HTML report, nft and
 # ipset (in a network namespace made with iproute2) validate the blocklist exports, nfdump
@@ -49,6 +49,13 @@ test: lint typecheck unit
 # Regenerate docs/evaluation.md: the simulator at three scales and two seeds, scored.
 evaluation: $(STAMP)
 	$(BIN)/python -m orbwatch.evaluate.matrix --out docs/evaluation.md
+
+# Every benchmark at 1x, 4x and 16x of its base size, against its yardstick: one table, and
+# bench/results.json to diff with a later run (docs/performance.md). 10-15 minutes on 2 cores;
+# the yardstick of flow decoding is the `bench` extra, that of enrichment comes from `make ipdb`.
+bench: $(STAMP)
+	$(BIN)/python -m pip install --quiet -e '.[bench]'
+	$(BIN)/python bench/run_all.py
 
 # Rebuild the bundled IP database from the pinned npm packages (needs npm; tarballs are cached
 # in $$XDG_CACHE_HOME/orbwatch-ipdb, never in the repository). See scripts/build_ipdb.py.

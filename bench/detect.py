@@ -259,6 +259,25 @@ def run_suite(path: Path) -> dict[str, object]:
     }
 
 
+def json_rows(result: dict[str, object]) -> list[dict[str, object]]:
+    """The suite's result as rows for ``--json`` (``bench/run_all.py``'s format)."""
+    stages = result["stages"]
+    assert isinstance(stages, list)
+    stage, flows = "detect", result["flows"]
+    rows: list[dict[str, object]] = [
+        {"stage": stage, "side": "orbwatch", "name": "enrich + baselines + every detector",
+         "rows": flows, "seconds": sum(float(s["seconds"]) for s in stages)},
+        {"stage": stage, "side": "yardstick", "name": "bare DuckDB scan-and-group-by",
+         "rows": flows, "seconds": result["yardstick"]},
+    ]  # fmt: skip
+    rows += [
+        {"stage": stage, "side": "detail", "name": s["stage"], "rows": flows,
+         "seconds": s["seconds"]}
+        for s in stages
+    ]  # fmt: skip
+    return rows
+
+
 def report(result: dict[str, object]) -> str:
     stages = result["stages"]
     assert isinstance(stages, list)
@@ -290,6 +309,7 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=7)
     parser.add_argument("--workspace", type=Path, help="Reuse (or keep) this workspace file.")
     parser.add_argument("--suite", type=Path, help=argparse.SUPPRESS)  # the child's entry
+    parser.add_argument("--json", type=Path, help="also write the rows here (bench/run_all.py)")
     args = parser.parse_args()
     if args.suite:
         print(json.dumps(run_suite(args.suite)))
@@ -308,7 +328,10 @@ def main() -> None:
             text=True,
             check=True,
         )
-        print(report(json.loads(child.stdout.strip().splitlines()[-1])))
+        result = json.loads(child.stdout.strip().splitlines()[-1])
+        print(report(result))
+        if args.json is not None:
+            args.json.write_text(json.dumps({"bench": "detect", "rows": json_rows(result)}))
 
 
 if __name__ == "__main__":

@@ -10,6 +10,7 @@ coordinates, ASN and AS organisation.
     make ipdb                              # caches the .mmdb tarball once
     .venv/bin/python bench/enrich.py       # 10 million addresses
     .venv/bin/python bench/enrich.py -n 1000000 --baseline-sample 200000
+    .venv/bin/python bench/enrich.py --side orbwatch --json rows.json   # one side, for run_all
 
 orbwatch is timed twice: the first call in the process (it builds the 64 MiB /24 index and
 takes fresh memory for its answers) and a repeated call (steady state). Both wall-clock and
@@ -17,12 +18,16 @@ CPU time (user + system of every thread) are printed, with the load average: on 
 machine the wall clock measures how much CPU the process got. orbwatch uses one thread per
 CPU the process may run on (`taskset -c 0` makes it one); the yardstick loop is one thread.
 
-Prints a Markdown table (the one in docs/performance.md, "Enrichment").
+Prints a Markdown table (the one in docs/performance.md, "Enrichment"). ``--side`` times one
+side only, so that ``bench/run_all.py`` can measure each side's peak memory in its own process
+(the yardstick's list of address strings would otherwise dominate orbwatch's figure); the
+country agreement needs both sides and is printed only then.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import sys
 import tarfile
@@ -31,6 +36,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import maxminddb
 import numpy as np
@@ -82,10 +88,14 @@ def yardstick_texts(hi: np.ndarray, lo: np.ndarray) -> list[str]:
     return texts
 
 
-def yardstick_mmdb(folder: Path) -> Path:
+YARDSTICK_MISSING = "the yardstick .mmdb is not cached: run `make ipdb` once"
+
+
+def yardstick_mmdb(folder: Path) -> Path | None:
+    """The yardstick database extracted into ``folder``; None when it was never cached."""
     tarball = default_cache() / YARDSTICK_MMDB.tarball
     if not tarball.exists():
-        raise SystemExit(f"{tarball} missing: run `make ipdb` (it caches the yardstick)")
+        return None
     verify(YARDSTICK_MMDB, tarball)
     with tarfile.open(tarball, "r:gz") as tar:
         member = tar.extractfile("package/geo-whois-asn-country.mmdb")
@@ -116,6 +126,10 @@ class Timing:
             f"| {self.cpu:.2f} | {cpu_rate / 1e6:.2f} M | {ratio} |"
         )
 
+    def as_json(self, side: str) -> dict[str, Any]:
+        return {"stage": "enrich", "side": side, "name": self.label, "rows": self.addresses,
+                "seconds": self.wall, "cpu_seconds": self.cpu}  # fmt: skip
+
 
 def timed(label: str, addresses: int, work: Callable[[], object]) -> tuple[Timing, object]:
     started, cpu = time.perf_counter(), time.process_time()
@@ -134,6 +148,47 @@ def agreement(answers: pa.Table, records: list[object]) -> float:
     return float(same) / max(len(found), 1)
 
 
+def time_orbwatch(keys: pa.Array) -> tuple[list[Timing], pa.Table]:
+    """orbwatch's first call in the process (index build included) and a repeated call."""
+    db = geo.bundled()
+    db.lookup(keys.slice(0, 1000))  # load the files; the /24 index is built in the first run
+    first, answers = timed(
+        "orbwatch, first call (builds the /24 index)", len(keys), lambda: db.lookup(keys)
+    )
+    again, _ = timed("orbwatch, repeated call", len(keys), lambda: db.lookup(keys))
+    table = answers.table if isinstance(answers, geo.Answers) else pa.table({})
+    return [first, again], table
+
+
+def time_yardstick(hi: np.ndarray, lo: np.ndarray) -> tuple[Timing, list[object]] | None:
+    """The per-address maxminddb loop over the given addresses; None without the .mmdb."""
+    texts = yardstick_texts(hi, lo)
+    with tempfile.TemporaryDirectory() as tmp:
+        mmdb = yardstick_mmdb(Path(tmp))
+        if mmdb is None:
+            return None
+        reader = maxminddb.open_database(str(mmdb))
+        loop, records = timed(
+            "maxminddb `Reader.get` loop (country)",
+            len(texts),
+            lambda: [reader.get(text) for text in texts],
+        )
+        reader.close()
+    assert isinstance(records, list) and len(records) == len(texts)
+    return loop, records
+
+
+def json_rows(ours: list[Timing], loop: Timing | None, side: str) -> list[dict[str, Any]]:
+    """Rows in ``bench/run_all.py``'s format; the first call is the stage figure."""
+    rows = [t.as_json("orbwatch" if i == 0 else "detail") for i, t in enumerate(ours)]
+    if loop is not None:
+        rows.append(loop.as_json("yardstick"))
+    elif side != "orbwatch":
+        rows.append({"stage": "enrich", "side": "yardstick", "name": "maxminddb loop",
+                     "rows": 0, "seconds": 0.0, "missing": YARDSTICK_MISSING})  # fmt: skip
+    return rows
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
     parser.add_argument("-n", type=int, default=10_000_000, help="addresses")
@@ -141,48 +196,46 @@ def main() -> None:
         "--baseline-sample", type=int, default=0, help="yardstick on the first N only (0: all)"
     )
     parser.add_argument("--seed", type=int, default=11)
+    parser.add_argument("--side", choices=("both", "orbwatch", "yardstick"), default="both")
+    parser.add_argument("--json", type=Path, help="also write the rows here (bench/run_all.py)")
     args = parser.parse_args()
     load_before = os.getloadavg()
     hi, lo = random_addresses(args.n, args.seed)
-    keys = keys_of(hi, lo)
-    db = geo.bundled()
-    db.lookup(keys.slice(0, 1000))  # load the files; the /24 index is built in the first run
-    first, answers = timed(
-        "orbwatch, first call (builds the /24 index)", args.n, lambda: db.lookup(keys)
-    )
-    again, _ = timed("orbwatch, repeated call", args.n, lambda: db.lookup(keys))
-    table = answers.table if isinstance(answers, geo.Answers) else pa.table({})
-
-    sample = args.baseline_sample or args.n
-    texts = yardstick_texts(hi[:sample], lo[:sample])
-    with tempfile.TemporaryDirectory() as tmp:
-        reader = maxminddb.open_database(str(yardstick_mmdb(Path(tmp))))
-        loop, records = timed(
-            "maxminddb `Reader.get` loop (country)",
-            sample,
-            lambda: [reader.get(text) for text in texts],
-        )
-        reader.close()
-    assert isinstance(records, list) and len(records) == sample
+    ours: list[Timing] = []
+    table = pa.table({})
+    if args.side != "yardstick":
+        ours, table = time_orbwatch(keys_of(hi, lo))
+    yardstick = None
+    if args.side != "orbwatch":
+        sample = args.baseline_sample or args.n
+        yardstick = time_yardstick(hi[:sample], lo[:sample])
     load_after = os.getloadavg()
+    loop = yardstick[0] if yardstick is not None else None
 
     print(
         "| tool | addresses | wall s | addresses/s | CPU s | addresses/CPU-s | ratio (wall, CPU) |"
     )
     print("|---|---:|---:|---:|---:|---:|---:|")
-    for timing in (first, again):
+    for timing in ours:
         print(timing.row(loop))
-    print(loop.row(None))
-    print(
-        f"\n{args.n - table['asn'].null_count:,} of {args.n:,} addresses got an ASN; "
-        f"country equal to the yardstick's for {agreement(table, records):.4%} of the sample"
-    )
+    if loop is not None:
+        print(loop.row(None))
+    elif args.side != "orbwatch":
+        print(f"\nno yardstick: {YARDSTICK_MISSING}")
+    if ours:
+        print(f"\n{args.n - table['asn'].null_count:,} of {args.n:,} addresses got an ASN")
+    if ours and yardstick is not None:
+        print(f"country equal to the yardstick's for {agreement(table, yardstick[1]):.4%} "
+              "of the sample")  # fmt: skip
     print(
         f"threads: {geo.usable_cpus()}; load average (1, 5, 15 min) before "
         + ", ".join(f"{x:.1f}" for x in load_before)
         + ", after "
         + ", ".join(f"{x:.1f}" for x in load_after)
     )
+    if args.json is not None:
+        doc = {"bench": "enrich", "rows": json_rows(ours, loop, args.side)}
+        args.json.write_text(json.dumps(doc, indent=1))
 
 
 if __name__ == "__main__":

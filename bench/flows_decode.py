@@ -23,13 +23,15 @@ The 1-minute load average is printed with each table: on a shared machine absolu
 with it, ratios measured in the same run much less. Pin to one core with ``taskset -c 0``.
 
 Usage: ``python bench/flows_decode.py [--flows N] [--rate FLOWS_PER_S] [--seconds S]
-[--senders N] [--skip-decode] [--skip-collector]``. The baseline needs the ``bench`` extra
-(``pip install -e .[bench]``); without it the row says so.
+[--senders N] [--skip-decode] [--skip-collector] [--side both|orbwatch|yardstick]
+[--json PATH]``. The baseline needs the ``bench`` extra (``pip install -e .[bench]``); without
+it the row says so. ``--json`` writes the decoder rows for ``bench/run_all.py``.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import multiprocessing
 import os
 import socket
@@ -133,26 +135,59 @@ def timed(run: Callable[[], int | None]) -> tuple[int | None, float]:
     return flows, time.perf_counter() - start
 
 
-def decode_table(version: int, flows: int) -> None:
+NETFLOW_MISSING = "the netflow package is not installed (pip install -e '.[bench]')"
+
+
+def decode_rows(version: int, flows: int, side: str = "both") -> list[dict[str, Any]]:
+    """Rows in ``bench/run_all.py``'s format: orbwatch's two paths and the netflow package.
+
+    ``-> flows`` (what ingest and the collector run) is the stage figure; ``decode`` is a
+    detail. The baseline runs on a tenth of the messages: at its speed the full input would
+    take minutes, and a rate per flow does not need them.
+    """
     template, data = messages(version)
     n = max(1, flows // RECORDS)
     label = "NetFlow v9" if version == 9 else "IPFIX"
-    print(f"\n{label}: {RECORDS} records per {len(data)}-byte message, {n:,} messages, "
-          f"load average {os.getloadavg()[0]:.1f}")  # fmt: skip
+    rows: list[dict[str, Any]] = []
+    if side in ("both", "orbwatch"):
+        for name, to_flows in (("orbwatch decode", False), ("orbwatch -> flows", True)):
+            got, seconds = timed(lambda t=to_flows: ours(template, data, n, t))  # type: ignore[misc]
+            rows.append({
+                "stage": "flow decode", "side": "orbwatch" if to_flows else "detail",
+                "name": f"{name}, {label}", "rows": got or 0, "seconds": seconds,
+            })  # fmt: skip
+    if side in ("both", "yardstick"):
+        base_flows, base_seconds = timed(lambda: baseline(template, data, max(1, n // 10)))
+        row: dict[str, Any] = {
+            "stage": "flow decode", "side": "yardstick", "name": f"netflow 0.12.2, {label}",
+            "rows": base_flows or 0, "seconds": base_seconds,
+        }  # fmt: skip
+        if base_flows is None:
+            row["missing"] = NETFLOW_MISSING
+        rows.append(row)
+    return rows
+
+
+def decode_table(version: int, flows: int, side: str = "both") -> list[dict[str, Any]]:
+    """Print the decoder table of one protocol version; return its rows."""
+    _, data = messages(version)
+    label = "NetFlow v9" if version == 9 else "IPFIX"
+    messages_n, load = max(1, flows // RECORDS), os.getloadavg()[0]
+    print(f"\n{label}: {RECORDS} records per {len(data)}-byte message, {messages_n:,} messages, "
+          f"load average {load:.1f}")  # fmt: skip
     print(f"{'decoder':<22}{'flows':>12}{'seconds':>10}{'flows/s':>14}{'vs netflow':>12}")
-    base_n = max(1, n // 10)
-    base_flows, base_seconds = timed(lambda: baseline(template, data, base_n))
-    base_rate = base_flows / base_seconds if base_flows else None
-    for name, to_flows in (("orbwatch decode", False), ("orbwatch -> flows", True)):
-        got, seconds = timed(lambda t=to_flows: ours(template, data, n, t))  # type: ignore[misc]
-        rate = (got or 0) / seconds
+    rows = decode_rows(version, flows, side)
+    yardstick = [r for r in rows if r["side"] == "yardstick" and r["rows"]]
+    base_rate = yardstick[0]["rows"] / yardstick[0]["seconds"] if yardstick else None
+    for row in rows:
+        if row.get("missing"):
+            print(f"{'netflow (PyPI)':<23}skipped: {row['missing']}")
+            continue
+        name = str(row["name"]).rsplit(",", 1)[0]
+        rate = row["rows"] / row["seconds"]
         ratio = f"{rate / base_rate:>11.1f}x" if base_rate else f"{'n/a':>12}"
-        print(f"{name:<22}{got or 0:>12,}{seconds:>10.2f}{rate:>14,.0f}{ratio}")
-    if base_rate is None:
-        print("netflow (PyPI)         skipped: not installed (pip install -e .[bench])")
-    else:
-        print(f"{'netflow 0.12.2':<22}{base_flows:>12,}{base_seconds:>10.2f}{base_rate:>14,.0f}"
-              f"{1.0:>11.1f}x")  # fmt: skip
+        print(f"{name:<22}{row['rows']:>12,}{row['seconds']:>10.2f}{rate:>14,.0f}{ratio}")
+    return rows
 
 
 def _send(
@@ -229,10 +264,18 @@ def main() -> None:
     parser.add_argument("--senders", type=int, default=2, help="collector sender processes")
     parser.add_argument("--skip-decode", action="store_true", help="only the collector")
     parser.add_argument("--skip-collector", action="store_true", help="only the decoders")
+    parser.add_argument(
+        "--side", choices=("both", "orbwatch", "yardstick"), default="both",
+        help="decoders to time: orbwatch's, the netflow package, or both",
+    )  # fmt: skip
+    parser.add_argument("--json", type=Path, help="also write the decoder rows here")
     args = parser.parse_args()
+    rows: list[dict[str, Any]] = []
     if not args.skip_decode:
-        decode_table(9, args.flows)
-        decode_table(10, args.flows)
+        rows += decode_table(9, args.flows, args.side)
+        rows += decode_table(10, args.flows, args.side)
+    if args.json is not None:
+        args.json.write_text(json.dumps({"bench": "flows_decode", "rows": rows}, indent=1))
     if not args.skip_collector:
         collector_run(args.rate, args.seconds, args.senders)
 

@@ -30,6 +30,7 @@ Usage: ``python bench/logs_parse.py [--lines N] [--baseline-lines N] [--formats 
 from __future__ import annotations
 
 import argparse
+import json
 import multiprocessing
 import os
 import re
@@ -241,9 +242,15 @@ def _load() -> str:
     return "/".join(f"{x:.1f}" for x in os.getloadavg())
 
 
-def speed_table(cases: list[Case], lines: int, baseline_lines: int, tmp: Path) -> None:
-    """Lines/s and CPU per line of orbwatch and the per-line baseline, format by format."""
+def speed_table(
+    cases: list[Case], lines: int, baseline_lines: int, tmp: Path
+) -> list[dict[str, object]]:
+    """Lines/s and CPU per line of orbwatch and the per-line baseline, format by format.
+
+    Returns the measurements as rows for ``--json`` (``bench/run_all.py``'s format).
+    """
     limit = min(lines, baseline_lines)
+    rows: list[dict[str, object]] = []
     print(f"{lines:,} generated lines per format; baseline on the first {limit:,}\n")
     header = (
         f"{'format':20} {'orbwatch lines/s':>16} {'per-line re':>12} {'ratio':>6} "
@@ -271,6 +278,13 @@ def speed_table(cases: list[Case], lines: int, baseline_lines: int, tmp: Path) -
                 f"baseline {theirs.rows:,} of {limit:,})"
             )
         path.unlink()
+        rows.append({"stage": "log parse", "side": "orbwatch", "name": case.fmt,
+                     "rows": lines, "seconds": ours.seconds, "cpu_seconds": ours.cpu_seconds,
+                     "peak_mib": ours.peak_mib})  # fmt: skip
+        rows.append({"stage": "log parse", "side": "yardstick", "name": f"per-line re, {case.fmt}",
+                     "rows": limit, "seconds": theirs.seconds,
+                     "cpu_seconds": theirs.cpu_seconds})  # fmt: skip
+    return rows
 
 
 def memory_table(cases: list[Case], sizes: list[int], tmp: Path) -> None:
@@ -300,14 +314,17 @@ def main() -> None:
     parser.add_argument("--formats", default=",".join(c.fmt for c in CASES))
     parser.add_argument("--memory-lines", default="500000,1000000,2000000")
     parser.add_argument("--memory-formats", default="netfilter_log,juniper_srx_rt_flow")
+    parser.add_argument("--json", type=Path, help="also write the speed rows here (run_all)")
     args = parser.parse_args()
     wanted = set(args.formats.split(","))
     memory_wanted = {f for f in args.memory_formats.split(",") if f}
     sizes = [int(n) for n in args.memory_lines.split(",") if n]
     with tempfile.TemporaryDirectory(prefix="orbwatch-bench-") as tmp:
-        speed_table(
+        rows = speed_table(
             [c for c in CASES if c.fmt in wanted], args.lines, args.baseline_lines, Path(tmp)
         )
+        if args.json is not None:
+            args.json.write_text(json.dumps({"bench": "logs_parse", "rows": rows}, indent=1))
         if sizes and memory_wanted:
             memory_table([c for c in CASES if c.fmt in memory_wanted], sizes, Path(tmp))
 

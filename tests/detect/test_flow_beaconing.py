@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 from tests.detect.flowkit import T0, alerts, flow, load
 
+from orbwatch.config import Config
 from orbwatch.detect.beaconing import Beaconing
 from orbwatch.store.workspace import Workspace
 
@@ -137,3 +138,34 @@ def test_new_destination_modifier_needs_history(workspace: Workspace) -> None:
     load(workspace, [flow(T0 - dt.timedelta(days=9), "10.0.0.6", "45.33.1.1")])
     (alert,) = alerts(workspace, Beaconing(min_score=0.5))  # known for 9 days: not new
     assert json.loads(alert["evidence"])["modifiers"] == []
+
+
+def test_iot_device_polling_an_established_destination_is_lowered(workspace: Workspace) -> None:
+    """A camera's vendor cloud: an IoT-subnet source, a destination known for over a week."""
+    iot = Config(
+        internal_networks=["10.0.0.0/8"],
+        edge_assets=[{"name": "cameras", "addresses": ["10.0.0.0/24"], "role": "iot-subnet"}],
+    )
+    times, sizes = _series()
+    _load(workspace, times, sizes)
+    expected = _expected_score(times, sizes)
+    load(workspace, [flow(T0 - dt.timedelta(days=9), "10.0.0.5", "45.33.1.1")])
+    (alert,) = alerts(workspace, Beaconing(min_score=0.5), iot)
+    evidence = json.loads(alert["evidence"])
+    assert evidence["modifiers"] == ["IoT device polling an established destination (-)"]
+    assert evidence["beacon_score"] == pytest.approx(expected - 0.15, abs=1e-4)
+    assert alerts(workspace, Beaconing(min_score=0.5))  # outside an IoT subnet: unchanged
+
+
+def test_iot_device_beaconing_to_a_new_destination_keeps_its_score(workspace: Workspace) -> None:
+    iot = Config(
+        internal_networks=["10.0.0.0/8"],
+        edge_assets=[{"name": "cameras", "addresses": ["10.0.0.0/24"], "role": "iot-subnet"}],
+    )
+    times, sizes = _series()
+    _load(workspace, times, sizes)
+    load(workspace, [flow(T0 - dt.timedelta(days=10), "10.0.0.6", "52.1.1.1")])
+    (alert,) = alerts(workspace, Beaconing(min_score=0.5), iot)
+    assert json.loads(alert["evidence"])["modifiers"] == [
+        "destination new within the last days (+)"
+    ]

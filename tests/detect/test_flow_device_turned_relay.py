@@ -29,7 +29,8 @@ def test_relay_on_unusual_port_is_high(workspace: Workspace) -> None:
     (alert,) = alerts(workspace, DeviceTurnedRelay())
     assert alert["severity"] == "high" and alert["entity"] == DEVICE
     evidence = json.loads(alert["evidence"])
-    assert evidence["mirrored_flows"] == 6 and evidence["sources"] == 6
+    assert evidence["mirrored_flows"] == 6 and evidence["source_count"] == 6
+    assert evidence["sources"] == [f"91.0.0.{i}" for i in range(1, 7)]
     assert evidence["example_upstream"] == UPSTREAM
     assert alert["techniques"] == "T1090,T1584.005"
 

@@ -81,3 +81,23 @@ def test_new_service_ports(workspace: Workspace) -> None:
 def test_no_history_no_judgement(workspace: Workspace) -> None:
     load(workspace, [flow(SPIKE_AT, "81.0.0.1", VPN, 443, 1000, 500_000_000)], CONFIG)
     assert _run(workspace) == []
+
+
+def test_big_hour_within_the_busiest_past_hour_is_no_spike(workspace: Workspace) -> None:
+    """A long session booked in its start hour: far above its slot, within the asset's week."""
+    _routine(workspace)
+    busy_day = T0 + dt.timedelta(days=3, hours=9, minutes=30)  # another hour of the day
+    load(workspace, [flow(busy_day, "81.0.0.1", VPN, 443, 1000, 7_000_000)], CONFIG)
+    load(workspace, [flow(SPIKE_AT, "81.0.0.1", VPN, 443, 1000, 28_300_000)], CONFIG)
+    assert _run(workspace) == []  # 28.3 sigmas, but exactly 4 x the busiest past hour
+
+
+def test_big_hour_beyond_the_busiest_past_hour_is_a_spike(workspace: Workspace) -> None:
+    _routine(workspace)
+    busy_day = T0 + dt.timedelta(days=3, hours=9, minutes=30)
+    load(workspace, [flow(busy_day, "81.0.0.1", VPN, 443, 1000, 7_000_000)], CONFIG)
+    load(workspace, [flow(SPIKE_AT, "81.0.0.1", VPN, 443, 1000, 28_300_001)], CONFIG)
+    (alert,) = _run(workspace)
+    evidence = json.loads(alert["evidence"])
+    assert evidence["bytes_out"]["busiest_past_hour"] == 7_100_000
+    assert alert["src_ip"] == VPN  # the asset's address, not only its name

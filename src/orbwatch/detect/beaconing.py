@@ -26,10 +26,18 @@ Rationale
     hosts), -0.15 when it is common (at least 50%), both only once the day holds at least
     ``prevalence_min_hosts`` internal hosts (a share of a handful of hosts means nothing);
     +0.15 when the organisation first contacted the destination within 7 days, only when the
-    flows go back further than that. Severity follows RITA's bands: >= 0.9 high, else medium;
-    alerts need ``min_score`` (0.95, see the parameter: random traffic spanning a day scores
-    ~0.76 and IoT devices polling their vendor's cloud ~0.92 by design; C2 relays are new
-    destinations, so they carry the +0.15).
+    flows go back further than that. One modifier of ours, in the spirit of RITA's prevalence
+    modifier: a source inside an IoT subnet (an edge asset of role ``iot-subnet``, configured
+    or discovered) calling a destination that is *not* new gets -0.15, like a common
+    destination, and never the rare bonus. Cameras, recorders and thermostats poll their
+    vendor's cloud on a timer by design, every day, and usually from a single device per site
+    (a recorder for all its cameras), so a host count calls that cloud rare; what makes it
+    prevalent is time: the organisation has reached it since before the new-destination window. An
+    implanted IoT device beaconing to a covert network's relay still alerts, because relays
+    rotate within days and are new destinations. Severity follows RITA's bands: >= 0.9 high,
+    else medium; alerts need ``min_score`` (0.95, see the parameter: random traffic spanning
+    a day scores ~0.76 and IoT devices polling their vendor's cloud ~0.92-0.98 by design; C2
+    relays are new destinations, so they carry the +0.15).
 
     Differences from RITA, on purpose: quartiles are the engine's linear-interpolation
     percentiles (RITA's Go library takes medians of halves), no rounding to three decimals
@@ -53,7 +61,8 @@ Parameters
 Known false positives
     Software update checks, NTP, telemetry and monitoring agents, VPN keep-alives, mail
     clients polling: all beacon by design. Most are common destinations (the prevalence modifier
-    lowers them in a network of realistic size); suppress the rest by destination.
+    lowers them in a network of realistic size), and IoT devices polling their vendor's cloud
+    are lowered when their subnet is an ``iot-subnet`` asset; suppress the rest by destination.
 """
 
 from __future__ import annotations
@@ -64,7 +73,8 @@ from typing import Any, ClassVar
 import ibis
 import ibis.expr.types as ir
 
-from orbwatch.baseline.flows import day_index, epoch_seconds, index_time
+from orbwatch.baseline.flows import asset_ranges, day_index, epoch_seconds, index_time
+from orbwatch.config import AssetRole
 from orbwatch.detect.base import DetectContext, Detector, Finding
 from orbwatch.engines.base import Engine
 
@@ -168,7 +178,20 @@ class Beaconing(Detector):
             .join(self._prevalence(recent, outbound, ctx.engine), ["dst_key", "day"])
         )
         stats = stats.filter(stats.ts_gaps >= 3)
-        return self._score(stats, recent)
+        return self._score(self._iot_sources(stats, ctx), recent)
+
+    @staticmethod
+    def _iot_sources(stats: ir.Table, ctx: DetectContext) -> ir.Table:
+        """Flag pairs whose source lies in an IoT subnet asset (a range join on scored pairs)."""
+        ranges = asset_ranges(ctx.engine, ctx.config)
+        iot = ranges.filter(ranges.role == str(AssetRole.IOT_SUBNET))
+        sources = stats.select("src_key").distinct()
+        inside = sources.join(
+            iot, [sources.src_key >= iot.start_key, sources.src_key <= iot.end_key]
+        )
+        inside = inside.select("src_key").distinct().mutate(iot_source=ibis.literal(True))
+        joined = stats.left_join(inside, "src_key")
+        return joined.select(stats, iot_source=joined.iot_source.fill_null(False))
 
     @staticmethod
     def _gaps(gated: ir.Table, pair: list[str]) -> ir.Table:
@@ -246,11 +269,15 @@ class Beaconing(Detector):
         )
         share = s.sources / s.hosts
         counted = s.hosts >= self.prevalence_min_hosts
-        rare = counted & (share <= self.rare_prevalence)
+        # An IoT device's established destination is its vendor's cloud: prevalent, never rare
+        # (the one recorder polling it is the only host there is to count).
+        iot_cloud = s.iot_source & ~s.new_destination
+        rare = counted & (share <= self.rare_prevalence) & ~iot_cloud
         common = counted & (share >= self.common_prevalence)
         delta = (
             rare.ifelse(self.modifier, 0.0)
             - common.ifelse(self.modifier, 0.0)
+            - iot_cloud.ifelse(self.modifier, 0.0)
             + s.new_destination.ifelse(self.modifier, 0.0)
         )
         final = ibis.greatest(ibis.least(base + delta, 1.0), 0.0)
@@ -266,6 +293,7 @@ class Beaconing(Detector):
             base_score=base,
             rare=rare,
             common=common,
+            iot_cloud=iot_cloud,
             beacon_score=final,
             event_count=s.connections,
             entity=s.src_ip,
@@ -286,6 +314,7 @@ class Beaconing(Detector):
                 ("rare destination (+)", row["rare"]),
                 ("common destination (-)", row["common"]),
                 ("destination new within the last days (+)", row["new_destination"]),
+                ("IoT device polling an established destination (-)", row["iot_cloud"]),
             )
             if on
         ]

@@ -76,8 +76,11 @@ USUAL_PORTS = (
 )
 
 
-#: External sources listed in an alert's evidence (the rest are counted).
-MAX_LISTED = 200
+#: External sources listed in an alert's evidence under ``sources`` (the rest are counted in
+#: ``source_count``). Every one of them is a node of the covert network: listing them is what
+#: lets the analyst (and :mod:`orbwatch.evaluate.metrics`) hold them as caught. A bound, because
+#: a busy relay can serve thousands of nodes.
+MAX_LISTED = 1000
 
 
 @dataclass
@@ -246,7 +249,7 @@ class DeviceTurnedRelay(Detector):
         )
         evidence = {
             "port": port,
-            "sources": row["sources"],
+            "source_count": row["sources"],
             "inbound_flows": row["inbound_flows"],
             "mirrored_flows": row["mirrored"],
             "mirrored_share": round(share, 3),
@@ -257,7 +260,7 @@ class DeviceTurnedRelay(Detector):
             "bytes_relayed_out": row["bytes_out"],
             "example_source_file": row["source_file"],
             "days": row["days"],
-            "sources_list": sorted(row["source_list"])[:MAX_LISTED],
+            "sources": sorted(row["source_list"])[:MAX_LISTED],
         }
         return Finding(
             entity=device,

@@ -27,7 +27,9 @@ How it decides
     ``asn_weight``, ``net_class_weight``). Raised when the sum reaches ``min_score`` and the
     asset has at least ``min_history_days`` of history. ``high`` when a new network class is
     residential, hosting, VPN or Tor, or a new country is outside ``home_countries``
-    (when configured); ``medium`` otherwise.
+    (when configured); ``medium`` otherwise. The alert names the asset's own address
+    (``src_ip``, as ``edge_traffic_spike`` does) and lists the example peer of each new value
+    under ``sources``.
 
 Parameters
     See the dataclass fields below.
@@ -49,6 +51,7 @@ import ibis.expr.types as ir
 
 from orbwatch.baseline.flows import UNKNOWN, asset_ranges, edge_flows
 from orbwatch.detect.base import DetectContext, Detector, Finding
+from orbwatch.detect.edge_traffic_spike import asset_address
 from orbwatch.detect.exfiltration_to_new_destination import RELAY_CLASSES
 
 KINDS = ("country", "asn", "net_class")
@@ -95,7 +98,10 @@ class EdgePeerNovelty(Detector):
         veterans = veterans.filter(veterans.since <= veterans.window_start - history)
         veterans = veterans.select("entity")
         new = new.semi_join(veterans, "entity")
-        return self._score(new, before)
+        scored = self._score(new, before)
+        address = asset_address(engine, ctx.config)  # the device, besides the asset's name
+        joined = scored.left_join(address, scored.entity == address.a_entity)
+        return joined.select(scored, "address")
 
     @staticmethod
     def _values(edge: ir.Table) -> ir.Table:
@@ -185,7 +191,13 @@ class EdgePeerNovelty(Detector):
             score=round(min(100.0, 25 * float(row["novelty"])), 1),
             title=f"{entity}: peers from {len(items)} new countries/networks",
             explanation=story,
-            evidence={"new_values": items, "novelty": round(float(row["novelty"]), 3)},
+            evidence={
+                "new_values": items,
+                "novelty": round(float(row["novelty"]), 3),
+                # the peers that brought the new values, for pivoting and matching
+                "sources": sorted({i["example_peer"] for i in items}),
+            },
+            src_ip=row["address"],
         )
 
     def key(self, row: dict[str, Any]) -> str:
