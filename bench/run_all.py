@@ -27,7 +27,7 @@ stage, and reports the slope of log(seconds) against log(rows): 1.0 is linear, b
 fixed costs still dominate, above 1 means cost grows faster than the input. ``--quick`` is a
 smoke run (one small scale, about a minute); ``--stages`` picks stages.
 
-    .venv/bin/python bench/run_all.py                     # 1x, 4x, 16x: 10-15 min on 2 cores
+    .venv/bin/python bench/run_all.py                     # 1x, 4x, 16x: 7-15 min on 2 cores
     .venv/bin/python bench/run_all.py --quick --json /tmp/quick.json
     .venv/bin/python bench/run_all.py --compare bench/results-before.json
 """
@@ -134,14 +134,15 @@ def _pipeline(users: int, tmp: Path, quick: bool) -> list[Step]:
     ]  # fmt: skip
 
 
-# Base sizes: the default run (1x, 4x, 16x of each) takes 10-15 minutes on 2 shared cores.
+# Base sizes: the default run (1x, 4x, 16x of each) took 7 minutes on 2 cores shared with other
+# jobs at load average 3-4; count 10-15 at 6-8.
 # Detection below ~125,000 flows measures only the planted campaign of bench/detect.py.
 STAGES = (
-    Stage("flows", ("flow decode",), "flows per version", 125_000, 30_000, _flows),
-    Stage("logs", ("log parse",), "lines per format", 10_000, 3_000, _logs),
-    Stage("enrich", ("enrich",), "addresses", 500_000, 100_000, _enrich),
-    Stage("detect", ("detect",), "flows", 125_000, 1, _detect),
-    Stage("pipeline", ("simulate", "end to end (ingest + analyse)"), "users", 12, 5, _pipeline),
+    Stage("flows", ("flow decode",), "flows per version", 400_000, 30_000, _flows),
+    Stage("logs", ("log parse",), "lines per format", 30_000, 3_000, _logs),
+    Stage("enrich", ("enrich",), "addresses", 1_000_000, 100_000, _enrich),
+    Stage("detect", ("detect",), "flows", 375_000, 125_000, _detect),
+    Stage("pipeline", ("simulate", "end to end (ingest + analyse)"), "users", 40, 5, _pipeline),
 )
 
 
@@ -216,13 +217,21 @@ def slope(points: Iterable[tuple[float, float]]) -> float | None:
     return statistics.linear_regression(xs, ys).slope
 
 
-def slopes(results: Iterable[StageResult]) -> dict[str, float | None]:
-    """The slope of each stage over its scales."""
+def slopes(results: Iterable[StageResult]) -> dict[str, dict[str, float | None]]:
+    """Each stage's slope over all its scales, and between its two largest inputs.
+
+    Small inputs carry fixed costs (interpreter, query planning, index builds), which pull the
+    overall slope below 1; the slope between the two largest inputs is closer to how the cost
+    grows from there on.
+    """
     by_stage: dict[str, list[tuple[float, float]]] = {}
     for r in results:
         if r.error is None:
             by_stage.setdefault(r.stage, []).append((r.rows, r.seconds))
-    return {stage: slope(points) for stage, points in by_stage.items()}
+    return {
+        stage: {"overall": slope(points), "largest": slope(sorted(points)[-2:])}
+        for stage, points in by_stage.items()
+    }
 
 
 @dataclass(frozen=True)
@@ -266,7 +275,8 @@ def run_stage(stage: Stage, scale: float, quick: bool, tmp: Path) -> list[dict[s
             return [{"stage": title, "side": "error", "error": why} for title in stage.titles]
         if step.json is not None:
             for row in json.loads(step.json.read_text())["rows"]:
-                rows.append({**row, "process_peak_mib": finished.peak_mib, "size": size})
+                rows.append({**row, "process_peak_mib": finished.peak_mib, "size": size,
+                             "process_seconds": finished.seconds})  # fmt: skip
     return rows
 
 
@@ -287,6 +297,8 @@ def measure(stages: Iterable[Stage], scales: list[float], quick: bool) -> tuple[
             errors = {row["stage"]: row["error"] for row in rows if row["side"] == "error"}
             results += [StageResult(s, scale, error=e) for s, e in errors.items()]
             results += summarise((r for r in rows if r["side"] != "error"), scale)
+    order = {stage: i for i, stage in enumerate(dict.fromkeys(r.stage for r in results))}
+    results.sort(key=lambda r: order[r.stage])  # a stage's scales together (the sort is stable)
     return results, raw
 
 
@@ -318,12 +330,18 @@ def table(results: list[StageResult]) -> list[str]:
     return lines
 
 
-def growth(stage_slopes: dict[str, float | None]) -> list[str]:
-    measured = {stage: s for stage, s in stage_slopes.items() if s is not None}
+def growth(stage_slopes: dict[str, dict[str, float | None]]) -> list[str]:
+    """The slopes as Markdown lines (none when only one scale ran)."""
+    measured = {k: v for k, v in stage_slopes.items() if v["overall"] is not None}
     if not measured:
         return []
-    return ["", "Slope of log(seconds) against log(rows) (1.0 = linear):", ""] + [
-        f"* {stage}: {s:.2f}" for stage, s in measured.items()
+    return [
+        "",
+        "Slope of log(seconds) against log(rows), 1.0 = linear (all scales; two largest):",
+        "",
+    ] + [
+        f"* {stage}: {_number(s['overall'], '.2f')}; {_number(s['largest'], '.2f')}"
+        for stage, s in measured.items()
     ]
 
 
@@ -378,7 +396,7 @@ class Run:
     python: str = platform.python_version()
     base_sizes: dict[str, str] = field(default_factory=dict)
     results: list[dict[str, Any]] = field(default_factory=list)
-    slopes: dict[str, float | None] = field(default_factory=dict)
+    slopes: dict[str, dict[str, float | None]] = field(default_factory=dict)
     rows: list[dict[str, Any]] = field(default_factory=list)
     seconds: float = 0.0
 
@@ -396,8 +414,9 @@ def parse_scales(text: str) -> list[float]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
-    parser.add_argument("--scales", type=parse_scales, default=[1.0, 4.0, 16.0],
-                        help="multiples of each stage's base size (default 1,4,16)")  # fmt: skip
+    parser.add_argument(
+        "--scales", type=parse_scales, help="multiples of the base sizes (default 1,4,16; quick: 1)"
+    )
     parser.add_argument("--quick", action="store_true", help="smoke run: small sizes, scale 1")
     parser.add_argument("--stages", default=",".join(s.key for s in STAGES),
                         help="comma-separated: " + ", ".join(s.key for s in STAGES))  # fmt: skip
@@ -409,7 +428,7 @@ def main() -> None:
     if unknown := wanted - {s.key for s in STAGES}:
         parser.error(f"unknown stages: {', '.join(sorted(unknown))}")
     stages = [s for s in STAGES if s.key in wanted]
-    scales = [1.0] if args.quick and "--scales" not in sys.argv else args.scales
+    scales = args.scales or ([1.0] if args.quick else [1.0, 4.0, 16.0])
     run = Run(commit(), dt.datetime.now(dt.UTC).isoformat(timespec="seconds"), scales,
               args.quick, list(os.getloadavg()), cpus=os.cpu_count() or 0)  # fmt: skip
     run.base_sizes = {s.key: f"{s.quick if args.quick else s.base:,} {s.unit}" for s in stages}

@@ -83,8 +83,17 @@ def test_slopes_per_stage_skip_failed_runs() -> None:
         result("enrich", 1.0, rows=100, seconds=1.0),
     ]
     found = run_all.slopes(results)
-    assert found["detect"] == pytest.approx(0.5)
-    assert found["enrich"] is None
+    assert found["detect"]["overall"] == pytest.approx(0.5)
+    assert found["enrich"] == {"overall": None, "largest": None}
+
+
+def test_largest_slope_is_the_last_step() -> None:
+    result = run_all.StageResult
+    fixed_cost = [result("logs", float(k), rows=k * 100, seconds=10 + k) for k in (1, 4, 16, 64)]
+    found = run_all.slopes(fixed_cost)["logs"]
+    assert found["overall"] < found["largest"] < 1.0
+    assert found["largest"] == pytest.approx(math.log(74 / 26) / math.log(4))
+    assert "* logs: 0.46; 0.75" in run_all.growth({"logs": found})
 
 
 def test_table_gives_each_missing_ratio_and_failure_a_reason() -> None:
@@ -148,8 +157,9 @@ def test_run_stage_measures_each_process_peak(tmp_path: Path) -> None:
 
 
 def test_run_stage_turns_a_failure_into_error_rows(tmp_path: Path) -> None:
+    fail = "raise SystemExit('no data')"
     stage = run_all.Stage("fake", ("fake a", "fake b"), "things", 1, 1,
-                          lambda n, tmp, quick: _python_step(tmp, "raise SystemExit('no data')"))  # fmt: skip
+                          lambda n, tmp, quick: _python_step(tmp, fail))  # fmt: skip
     rows = run_all.run_stage(stage, 1.0, False, tmp_path)
     assert [r["stage"] for r in rows] == ["fake a", "fake b"]
     assert rows[0]["error"] == "exit status 1: no data"
@@ -168,7 +178,7 @@ def test_main_writes_the_json_that_compare_reads(
     run_all.main()
     doc = json.loads(out.read_text())
     assert [r["rows"] for r in doc["results"]] == [10, 40]
-    assert doc["slopes"]["fake"] == pytest.approx(0.0)  # same seconds at both sizes
+    assert doc["slopes"]["fake"]["overall"] == pytest.approx(0.0)  # same seconds, both sizes
     assert len(doc["load_start"]) == 3 and len(doc["load_end"]) == 3
     monkeypatch.setattr(sys, "argv", ["run_all.py", "--quick", "--json", str(out),
                                       "--compare", str(out)])  # fmt: skip
