@@ -20,12 +20,14 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import json
+import os
 import resource
 import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pyarrow as pa
@@ -90,7 +92,7 @@ def _background(
 
 def _planted(rng: np.random.Generator, external: list[str]) -> dict[str, np.ndarray]:
     """What the detectors should find: beacons, a relay, an upload, scans."""
-    parts = []
+    parts: list[dict[str, Any]] = []
     for i in range(20):  # 20 hosts beaconing every 300 s with jitter for the whole period
         t = np.arange(0, DAYS * 86400, 300.0) + rng.normal(0, 5, DAYS * 288)
         parts.append(
@@ -224,6 +226,7 @@ def run_suite(path: Path) -> dict[str, object]:
     config = Config.model_validate(CONFIG)
     stages: list[dict[str, object]] = []
     alerts: dict[str, int] = {}
+    load_before = os.getloadavg()[0]  # the machine is shared: say how busy it was
     with Workspace.open(path) as ws:
         for setting in DUCKDB_SETTINGS:
             ws.con.execute(setting)
@@ -240,8 +243,8 @@ def run_suite(path: Path) -> dict[str, object]:
         _timed(stages, "flow baselines", lambda: update_flow_baselines(ws, config))
         ctx = DetectContext(config, DuckDBEngine(ws))
         for det_id, cls in sorted(detectors().items()):
-            table = _timed(stages, f"detect {det_id}", lambda c=cls: alerts_of(c(), ctx))
-            alerts[det_id] = table.num_rows  # type: ignore[attr-defined]
+            raised = _timed(stages, f"detect {det_id}", lambda c=cls: alerts_of(c(), ctx))
+            alerts[det_id] = raised.num_rows  # type: ignore[attr-defined]
         started = time.perf_counter()
         ws.con.execute(
             "CREATE TEMP TABLE _yardstick AS SELECT src_key, dst_key, count(*) AS flows, "
@@ -256,6 +259,7 @@ def run_suite(path: Path) -> dict[str, object]:
         "yardstick": yardstick,
         "flows": flows,
         "peak_bytes": peak,
+        "load": [load_before, os.getloadavg()[0]],
     }
 
 
@@ -282,11 +286,14 @@ def report(result: dict[str, object]) -> str:
     stages = result["stages"]
     assert isinstance(stages, list)
     yard = float(result["yardstick"])  # type: ignore[arg-type]
+    load = result["load"]
+    assert isinstance(load, list)
     alerts = result["alerts"]
     assert isinstance(alerts, dict)
     lines = [
         f"{result['flows']:,} flows; peak memory {int(result['peak_bytes']) / 2**30:.2f} GiB "  # type: ignore[call-overload]
-        f"(whole suite, one process); bare DuckDB scan-and-group-by {yard:.2f} s",
+        f"(whole suite, one process); bare DuckDB scan-and-group-by {yard:.2f} s; "
+        f"1-minute load average {load[0]:.1f} before, {load[1]:.1f} after",
         "",
         "| stage | seconds | x bare scan | alerts |",
         "|---|---:|---:|---:|",

@@ -76,7 +76,7 @@ class EdgeAssetView:
 
 def _services(engine: Engine, min_sources: int) -> ir.Table:
     """Internal addresses answering many Internet sources on remote-access ports."""
-    peers = peer_flows(engine)
+    peers = peer_flows(engine, enriched=False)
     served = peers.filter(
         ~peers.outbound & peers.answered & peers.service_port.isin(list(REMOTE_ACCESS_PORTS))
     )
@@ -126,7 +126,7 @@ def _subnet(key: ir.StringValue) -> ir.StringValue:
 
 def _iot_subnets(engine: Engine, min_hosts: int, max_peers: int, max_ports: int) -> ir.Table:
     """Internal /24s whose every host talks to few peers on few ports, and is never called."""
-    peers = peer_flows(engine)
+    peers = peer_flows(engine, enriched=False)
     per_host = peers.group_by("local_key").aggregate(
         peers=peers.peer_key.nunique(where=peers.outbound),
         ports=peers.service_port.nunique(),
@@ -262,12 +262,13 @@ def _uncovered(found: list[EdgeAssetView], config: Config) -> list[EdgeAssetView
 def configured(engine: Engine, config: Config) -> list[EdgeAssetView]:
     """The config's edge assets with their services and peers as the traffic shows them."""
     ranges = memtable(configured_assets(config))
-    peers = peer_flows(engine)
+    peers = peer_flows(engine, enriched=False)
     joined = peers.join(
         ranges, [peers.local_key >= ranges.start_key, peers.local_key <= ranges.end_key]
     )
     served = joined.filter(~joined.outbound & joined.answered)
-    services = served.group_by("name").aggregate(ports=served.service_port.collect())
+    distinct = served.select("name", "service_port").distinct()  # not a list per flow
+    services = distinct.group_by("name").aggregate(ports=distinct.service_port.collect())
     totals = joined.group_by("name").aggregate(
         peers=joined.peer_key.nunique(), flows=joined.count()
     )

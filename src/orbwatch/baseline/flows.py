@@ -59,12 +59,14 @@ def index_time(index: int, unit_s: int) -> dt.datetime:
     return dt.datetime.fromtimestamp(index * unit_s, dt.UTC)
 
 
-def peer_flows(engine: Engine) -> ir.Table:
+def peer_flows(engine: Engine, *, enriched: bool = True) -> ir.Table:
     """Flows that cross the perimeter, from our side, with the external peer enriched.
 
     ``outbound``: the local address initiated. ``bytes_out``/``bytes_in`` are from the local
     address's point of view. Country, AS and class come from ``ip_info`` (left join: a flow is
-    never lost because enrichment has not run; its peer is ``unknown``).
+    never lost because enrichment has not run; its peer is ``unknown``). ``enriched=False``
+    leaves that join out for callers that do not need the peer's country, AS or class (engines
+    do not drop an unused left join by themselves: it costs a hash probe per flow).
     """
     flows = engine.table("flows")
     flows = flows.filter(flows.direction.isin(["inbound", "outbound"]))
@@ -90,6 +92,8 @@ def peer_flows(engine: Engine) -> ir.Table:
         conn_state=flows.conn_state,
         source_file=flows.source_file,
     )
+    if not enriched:
+        return view
     info = engine.table("ip_info")
     info = info.group_by(info.ip_key).aggregate(
         country=info.country.max(), asn=info.asn.max(), net_class=info.net_class.max()
@@ -170,19 +174,30 @@ def hourly(edge: ir.Table) -> ir.Table:
 
 
 def contacts(peers: ir.Table) -> ir.Table:
-    """(local address, kind, value) with first and last time, from :func:`peer_flows` rows."""
+    """(local address, kind, value) with first and last time, from :func:`peer_flows` rows.
+
+    The flows are first reduced to their distinct (address, direction, country, AS, class,
+    port) combinations with first and last time, one pass; the four kinds are unpivoted from
+    those few rows instead of from four copies of every flow.
+    """
+    peers = peers.group_by(
+        ["local_key", "outbound", "country", "asn", "net_class", "service_port"]
+    ).aggregate(ts=peers.ts.min(), ts_last=peers.ts.max())
     parts = []
     for kind, value in (
         ("country", peers.country),
         ("asn", peers.asn),
         ("net_class", peers.net_class),
     ):
-        parts.append(peers.select("local_key", "ts", kind=ibis.literal(kind), value=value))
+        parts.append(
+            peers.select("local_key", "ts", "ts_last", kind=ibis.literal(kind), value=value)
+        )
     port = peers.service_port.cast("string")
     parts.append(
         peers.select(
             "local_key",
             "ts",
+            "ts_last",
             kind=peers.outbound.ifelse(ibis.literal("port_out"), ibis.literal("port_in")),
             value=port.fill_null(UNKNOWN),
         )
@@ -191,14 +206,22 @@ def contacts(peers: ir.Table) -> ir.Table:
     for part in parts[1:]:
         union = union.union(part)
     return union.group_by(["local_key", "kind", "value"]).aggregate(
-        first_seen=union.ts.min(), last_seen=union.ts.max()
+        first_seen=union.ts.min(), last_seen=union.ts_last.max()
     )
 
 
 def data_end(engine: Engine) -> ir.TimestampScalar:
-    """The latest flow start: detectors judge the window before it (data time, not wall time)."""
+    """The latest flow start: detectors judge the window before it (data time, not wall time).
+
+    An uncorrelated scalar subquery over all of ``flows``, to compare with in filters instead
+    of cross-joining a one-row aggregate: each such cross join makes ``flows`` a self-join
+    of the detector's expression, and Spark's analyser (``DeduplicateRelations``) grows
+    exponentially with nested self-joins (minutes on a thousand flows). It is built from an
+    aggregate on purpose: a bare ``flows.ts_start.max()`` used in a filter of a table derived
+    from ``flows`` is rewritten by Ibis into the maximum of *that* table (the filtered rows).
+    """
     flows = engine.table("flows")
-    return flows.ts_start.max()
+    return flows.aggregate(data_end=flows.ts_start.max()).data_end.as_scalar()
 
 
 def robust_profile(hours: ir.Table, keys: list[str]) -> ir.Table:

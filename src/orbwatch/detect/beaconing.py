@@ -76,7 +76,6 @@ import ibis.expr.types as ir
 from orbwatch.baseline.flows import asset_ranges, day_index, epoch_seconds, index_time
 from orbwatch.config import AssetRole
 from orbwatch.detect.base import DetectContext, Detector, Finding
-from orbwatch.engines.base import Engine
 
 BINS = 24
 #: Per-pair statistics and sub-scores reported as evidence.
@@ -137,48 +136,36 @@ class Beaconing(Detector):
     def candidates(self, ctx: DetectContext) -> ir.Table:
         flows = ctx.engine.table("flows")
         outbound = flows.filter(flows.direction == "outbound")
-        recent = outbound
-        seconds = epoch_seconds(ctx.engine, recent.ts_start)
-        recent = recent.select(
+        seconds = epoch_seconds(ctx.engine, outbound.ts_start)
+        rows = outbound.select(
             "src_ip",
             "src_key",
             "dst_ip",
             "dst_key",
             "dst_port",
             "protocol",
-            ts=recent.ts_start,
+            ts=outbound.ts_start,
             day=day_index(seconds),
             t=seconds,
-            size=(recent.src_bytes.fill_null(0) + recent.dst_bytes.fill_null(0)).cast("float64"),
+            size=(outbound.src_bytes.fill_null(0) + outbound.dst_bytes.fill_null(0)).cast(
+                "float64"
+            ),
         )
-        if self.days:
-            last_day = recent.day.max()
-            recent = recent.filter(recent.day > last_day - self.days)
         pair = ["src_key", "dst_key", "day"]
-        counts = recent.group_by(pair).aggregate(
-            connections=recent.count(),
-            src_ip=recent.src_ip.min(),
-            dst_ip=recent.dst_ip.min(),
-            first_seen=recent.ts.min(),
-            last_seen=recent.ts.max(),
-            first_t=recent.t.min(),
-            last_t=recent.t.max(),
-            bytes=recent.size.sum().cast("int64"),
-            ports=recent.dst_port.nunique(),
-            dst_port=recent.dst_port.min(),
-            protocol=recent.protocol.min(),
-        )
-        counts = counts.filter(counts.connections >= self.min_connections)
-        gated = recent.semi_join(counts, pair)
-        gaps = self._gaps(gated, pair)
+        sequenced = self._sequenced(rows, pair)
+        # One row per pair and day: what the day spans, prevalence and history are counted on.
+        firsts = sequenced.filter(sequenced.first_of_pair)
+        recent = sequenced
+        if self.days:  # pairs are per day, so filtering after the window changes no statistic
+            recent = recent.filter(recent.day > recent.day.max() - self.days)
+        gated = recent.filter(recent.connections >= self.min_connections)
         stats = (
-            counts.join(_spread(gaps, pair, "gap", "ts"), pair)
-            .join(_spread(gated, pair, "size", "ds"), pair)
-            .join(self._histogram(gated, recent, pair), pair)
-            .join(self._prevalence(recent, outbound, ctx.engine), ["dst_key", "day"])
+            _pair_statistics(gated, pair)
+            .join(self._histogram(gated, firsts, pair), pair)
+            .join(self._prevalence(firsts), ["dst_key", "day"])
         )
         stats = stats.filter(stats.ts_gaps >= 3)
-        return self._score(self._iot_sources(stats, ctx), recent)
+        return self._score(self._iot_sources(stats, ctx))
 
     @staticmethod
     def _iot_sources(stats: ir.Table, ctx: DetectContext) -> ir.Table:
@@ -194,15 +181,29 @@ class Beaconing(Detector):
         return joined.select(stats, iot_source=joined.iot_source.fill_null(False))
 
     @staticmethod
-    def _gaps(gated: ir.Table, pair: list[str]) -> ir.Table:
-        """Non-zero gaps between consecutive connections of a pair (a window lag, no self-join)."""
-        window = ibis.window(group_by=pair, order_by="t")
-        lagged = gated.mutate(gap=(gated.t - gated.t.lag().over(window)).cast("float64"))
-        return lagged.filter(lagged.gap > 0)
+    def _sequenced(recent: ir.Table, pair: list[str]) -> ir.Table:
+        """Each flow with its pair's connection count, the gap since the pair's previous one
+        (null for the first) and whether it is the first: one partitioning of the flows by pair.
 
-    def _histogram(self, gated: ir.Table, recent: ir.Table, pair: list[str]) -> ir.Table:
+        Window functions instead of a group-by joined back: the gate (RITA's connection count),
+        the gaps, the day's span and the prevalence all come out of this one pass over the
+        outbound flows, and only the flows of gated pairs go on to the statistics.
+        """
+        ordered = ibis.window(group_by=pair, order_by="t")
+        whole = ibis.window(group_by=pair, order_by="t", preceding=None, following=None)
+        previous = recent.t.lag().over(ordered)
+        return recent.mutate(
+            connections=recent.t.count().over(whole),
+            pair_last_t=recent.t.max().over(whole),
+            gap=(recent.t - previous).cast("float64"),
+            first_of_pair=previous.isnull(),
+        )
+
+    def _histogram(self, gated: ir.Table, firsts: ir.Table, pair: list[str]) -> ir.Table:
         """Per pair: bins used, coefficient of variation, bimodal fit and longest run."""
-        span = recent.group_by("day").aggregate(ds_min=recent.t.min(), ds_max=recent.t.max())
+        span = firsts.group_by("day").aggregate(
+            ds_min=firsts.t.min(), ds_max=firsts.pair_last_t.max()
+        )
         binned = gated.join(span, "day")
         width = (binned.ds_max - binned.ds_min).nullif(0)
         binned = binned.mutate(
@@ -228,25 +229,28 @@ class Beaconing(Detector):
         top = top.filter(top["rank"] < 2).group_by(pair).aggregate(top2=top.n.sum())
         return per_pair.join(top, pair).join(_longest_run(bars, pair), pair)
 
-    def _prevalence(self, recent: ir.Table, outbound: ir.Table, engine: Engine) -> ir.Table:
-        """Per destination and day: share of internal hosts reaching it; is it new?"""
-        hosts = recent.group_by("day").aggregate(hosts=recent.src_key.nunique())
-        per_dst = recent.group_by(["dst_key", "day"]).aggregate(sources=recent.src_key.nunique())
-        history = outbound.group_by("dst_key").aggregate(dst_first=outbound.ts_start.min())
-        history = history.select("dst_key", dst_first=epoch_seconds(engine, history.dst_first))
-        since = outbound.aggregate(data_start=outbound.ts_start.min())
-        since = since.select(data_start=epoch_seconds(engine, since.data_start))
-        joined = per_dst.join(history, "dst_key").join(hosts, "day").cross_join(since)
+    def _prevalence(self, firsts: ir.Table) -> ir.Table:
+        """Per destination and day: share of internal hosts reaching it; is it new?
+
+        Counted on the first flow of each pair and day (one row per source and destination), so
+        the distinct sources of a destination are a plain count, and its first contact and the
+        start of the data are minima over these rows rather than over every flow.
+        """
+        hosts = firsts.group_by("day").aggregate(hosts=firsts.src_key.nunique())
+        per_dst = firsts.group_by(["dst_key", "day"]).aggregate(sources=firsts.src_key.count())
+        history = firsts.group_by("dst_key").aggregate(dst_first=firsts.t.min())
+        data_start = firsts.aggregate(data_start=firsts.t.min()).data_start.as_scalar()
+        joined = per_dst.join(history, "dst_key").join(hosts, "day")
         new_after = (joined.day + 1 - self.new_destination_days) * 86_400
         return joined.select(
             "dst_key",
             "day",
             "sources",
             "hosts",
-            new_destination=(joined.dst_first >= new_after) & (joined.data_start < new_after),
+            new_destination=(joined.dst_first >= new_after) & (data_start < new_after),
         )
 
-    def _score(self, s: ir.Table, recent: ir.Table) -> ir.Table:
+    def _score(self, s: ir.Table) -> ir.Table:
         ts = _stat_score(s.ts_q1, s.ts_q2, s.ts_q3, s.ts_mad, default=1.0)
         ds = _stat_score(s.ds_q1, s.ds_q2, s.ds_q3, s.ds_mad, default=0.0)
         mean = s.total / BINS
@@ -355,22 +359,45 @@ class Beaconing(Detector):
         return f"{row['src_ip']}|{row['dst_ip']}|{index_time(row['day'], 86_400):%Y-%m-%d}"
 
 
-def _spread(values: ir.Table, pair: list[str], column: str, prefix: str) -> ir.Table:
-    """Quartiles and median absolute deviation of ``column`` per pair (two engine passes)."""
-    col = values[column]
-    quartiles = values.group_by(pair).aggregate(
-        **{
-            f"{prefix}_q1": col.quantile(0.25),
-            f"{prefix}_q2": col.quantile(0.5),
-            f"{prefix}_q3": col.quantile(0.75),
-            f"{prefix}_gaps": values.count(),
-        }
+def _pair_statistics(gated: ir.Table, pair: list[str]) -> ir.Table:
+    """Per gated pair: what the alert reports, and the quartiles and MADs of the non-zero gaps
+    (``ts_``) and of the sizes (``ds_``).
+
+    Two passes over the gated flows whatever the number of statistics: one aggregate for the
+    pair's figures and both sets of quartiles (the gaps' through a filter), one for both MADs
+    (they need the medians first).
+    """
+    positive = gated.gap > 0
+    stats = gated.group_by(pair).aggregate(
+        connections=gated.count(),
+        src_ip=gated.src_ip.min(),
+        dst_ip=gated.dst_ip.min(),
+        first_seen=gated.ts.min(),
+        last_seen=gated.ts.max(),
+        first_t=gated.t.min(),
+        last_t=gated.t.max(),
+        bytes=gated.size.sum().cast("int64"),
+        ports=gated.dst_port.nunique(),
+        dst_port=gated.dst_port.min(),
+        protocol=gated.protocol.min(),
+        ts_q1=gated.gap.quantile(0.25, where=positive),
+        ts_q2=gated.gap.quantile(0.5, where=positive),
+        ts_q3=gated.gap.quantile(0.75, where=positive),
+        ts_gaps=gated.count(where=positive),
+        ds_q1=gated.size.quantile(0.25),
+        ds_q2=gated.size.quantile(0.5),
+        ds_q3=gated.size.quantile(0.75),
     )
-    joined = values.join(quartiles, pair)
-    deviation = (joined[column] - joined[f"{prefix}_q2"]).abs()
-    mad = joined.select(*pair, dev=deviation)
-    mad = mad.group_by(pair).aggregate(**{f"{prefix}_mad": mad.dev.median()})
-    return quartiles.join(mad, pair)
+    medians = stats.select(*pair, "ts_q2", "ds_q2")
+    joined = gated.join(medians, pair)
+    # The gaps' filter as a null, not ``where=``: Ibis turns a filtered median into a Spark
+    # percentile with a non-constant percentage, which Spark rejects.
+    gap_deviation = (joined.gap > 0).ifelse((joined.gap - joined.ts_q2).abs(), ibis.null("float64"))
+    mads = joined.group_by(pair).aggregate(
+        ts_mad=gap_deviation.median(),
+        ds_mad=(joined.size - joined.ds_q2).abs().median(),
+    )
+    return stats.join(mads, pair)
 
 
 def _stat_score(

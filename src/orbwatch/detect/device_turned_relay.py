@@ -110,7 +110,11 @@ class DeviceTurnedRelay(Detector):
     def candidates(self, ctx: DetectContext) -> ir.Table:
         flows = ctx.engine.table("flows")
         second = epoch_seconds(ctx.engine, flows.ts_start)
-        base = flows.mutate(
+        # Only the columns used below: the engine may materialise these rows once for the
+        # several parts that read them, so they should be narrow.
+        base = flows.select(
+            "direction", "src_key", "dst_key", "src_ip", "dst_ip", "src_port", "dst_port",
+            "protocol", "ts_start", "ts_end", "source_file",
             t=second,
             bucket=second // self.max_lag_s,
             sb=flows.src_bytes.fill_null(0),

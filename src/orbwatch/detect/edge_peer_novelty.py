@@ -49,7 +49,7 @@ from typing import Any, ClassVar
 import ibis
 import ibis.expr.types as ir
 
-from orbwatch.baseline.flows import UNKNOWN, asset_ranges, edge_flows
+from orbwatch.baseline.flows import UNKNOWN, asset_ranges, data_end, edge_flows
 from orbwatch.detect.base import DetectContext, Detector, Finding
 from orbwatch.detect.edge_traffic_spike import asset_address
 from orbwatch.detect.exfiltration_to_new_destination import RELAY_CLASSES
@@ -79,23 +79,20 @@ class EdgePeerNovelty(Detector):
 
     def candidates(self, ctx: DetectContext) -> ir.Table:
         engine = ctx.engine
-        flows = engine.table("flows")
-        bounds = flows.aggregate(
-            window_start=flows.ts_start.max() - ibis.interval(hours=self.window_hours)
-        )
-        edge = edge_flows(engine, ctx.config).cross_join(bounds)
-        edge = edge.filter(edge.ts >= edge.window_start)
+        window_start = data_end(engine) - ibis.interval(hours=self.window_hours)
+        edge = edge_flows(engine, ctx.config)
+        edge = edge.filter(edge.ts >= window_start)
         seen = self._values(edge)
-        contacts = engine.table("peer_contacts").cross_join(bounds)
-        before = contacts.filter(contacts.first_seen < contacts.window_start)
+        contacts = engine.table("peer_contacts")
+        before = contacts.filter(contacts.first_seen < window_start)
         ranges = asset_ranges(engine, ctx.config)
         mine = before.join(
             ranges, [before.local_key >= ranges.start_key, before.local_key <= ranges.end_key]
         ).select(entity=ranges.name, kind=before.kind, value=before.value, seen=before.first_seen)
         new = seen.anti_join(mine, ["entity", "kind", "value"])
-        veterans = mine.group_by("entity").aggregate(since=mine.seen.min()).cross_join(bounds)
+        veterans = mine.group_by("entity").aggregate(since=mine.seen.min())
         history = ibis.interval(hours=int(24 * self.min_history_days))
-        veterans = veterans.filter(veterans.since <= veterans.window_start - history)
+        veterans = veterans.filter(veterans.since <= window_start - history)
         veterans = veterans.select("entity")
         new = new.semi_join(veterans, "entity")
         scored = self._score(new, before)
@@ -121,10 +118,11 @@ class EdgePeerNovelty(Detector):
         )
 
     def _score(self, new: ir.Table, before: ir.Table) -> ir.Table:
-        hosts = before.aggregate(hosts=before.local_key.nunique())
+        # A scalar subquery rather than a cross join: no self-join for Spark's analyser.
+        hosts = before.aggregate(hosts=before.local_key.nunique()).hosts.as_scalar()
         users = before.group_by(["kind", "value"]).aggregate(users=before.local_key.nunique())
-        rated = new.left_join(users, ["kind", "value"]).select(new, "users").cross_join(hosts)
-        prevalence = rated.users.fill_null(0) / ibis.greatest(rated.hosts, 1)
+        rated = new.left_join(users, ["kind", "value"]).select(new, "users")
+        prevalence = rated.users.fill_null(0) / ibis.greatest(hosts, 1)
         weight = (
             (rated.kind == "country").ifelse(self.country_weight, 0.0)
             + (rated.kind == "asn").ifelse(self.asn_weight, 0.0)

@@ -60,6 +60,7 @@ import ibis.expr.types as ir
 from orbwatch.baseline.flows import (
     MAD_TO_SIGMA,
     asset_ranges,
+    data_end,
     edge_flows,
     hourly,
     slot_of_hour_index,
@@ -119,11 +120,7 @@ class EdgeTrafficSpike(Detector):
 
     def candidates(self, ctx: DetectContext) -> ir.Table:
         engine = ctx.engine
-        flows = engine.table("flows")
-        # A scalar subquery, not a cross join with a one-row aggregate: every such join makes
-        # ``flows`` a self-join, and Spark's analyser (DeduplicateRelations) grows exponentially
-        # with nested self-joins (minutes for this expression on a thousand flows).
-        window_start = flows.ts_start.max() - ibis.interval(hours=self.window_hours)
+        window_start = data_end(engine) - ibis.interval(hours=self.window_hours)
         edge = edge_flows(engine, ctx.config)
         edge = edge.filter(edge.ts >= window_start)
         hours = self._with_busiest(hourly(edge), engine.table("edge_hours"), window_start)

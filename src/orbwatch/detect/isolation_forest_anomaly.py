@@ -96,19 +96,31 @@ class IsolationForestAnomaly(Detector):
     def features(self, ctx: DetectContext) -> ir.Table:
         """Per internal address and hour: the :data:`FEATURES` (all computed by the engine)."""
         peers = peer_flows(ctx.engine)
-        peers = peers.mutate(hour=(peers.t // 3600).cast("int64"))  # hours since 1970
+        zero = ibis.literal(0, "int64")
+        # Only the columns the features use: the engine may materialise these ~10 million rows
+        # once for the four aggregations below, so they should be narrow.
+        peers = peers.select(
+            "local_ip",
+            "peer_key",
+            "service_port",
+            "bytes_in",
+            "bytes_out",
+            "asn",
+            "country",
+            hour=(peers.t // 3600).cast("int64"),  # hours since 1970
+            residential=peers.net_class.isin(["residential", "mobile"]).ifelse(1, zero),
+        )
         first = peers.group_by(["local_ip", "peer_key"]).aggregate(first_hour=peers.hour.min())
         new = first.group_by(["local_ip", first.first_hour.name("hour")]).aggregate(
             new_peers=first.count()
         )
-        zero = ibis.literal(0, "int64")
         base = peers.group_by(list(KEYS)).aggregate(
             flows=peers.count(),
             bytes_in=peers.bytes_in.sum(),
             bytes_out=peers.bytes_out.sum(),
             peers=peers.peer_key.nunique(),
             ports=peers.service_port.nunique(),
-            residential=peers.net_class.isin(["residential", "mobile"]).ifelse(1, zero).sum(),
+            residential=peers.residential.sum(),
         )
         asn, country = _entropy(peers, "asn"), _entropy(peers, "country")
         joined = base.join(asn, list(KEYS)).join(country, list(KEYS)).left_join(new, list(KEYS))
