@@ -92,15 +92,18 @@ def peer_flows(engine: Engine, *, enriched: bool = True) -> ir.Table:
         conn_state=flows.conn_state,
         source_file=flows.source_file,
     )
-    if not enriched:
-        return view
+    return with_peer_info(engine, view) if enriched else view
+
+
+def with_peer_info(engine: Engine, rows: ir.Table) -> ir.Table:
+    """``rows`` (with a ``peer_key``) plus the peer's country, AS and class from ``ip_info``."""
     info = engine.table("ip_info")
     info = info.group_by(info.ip_key).aggregate(
         country=info.country.max(), asn=info.asn.max(), net_class=info.net_class.max()
     )
-    joined = view.left_join(info, view.peer_key == info.ip_key)
+    joined = rows.left_join(info, rows.peer_key == info.ip_key)
     return joined.select(
-        *view.columns,
+        *rows.columns,
         country=joined.country.fill_null(UNKNOWN),
         asn=joined.asn.isnull().ifelse(
             ibis.literal(UNKNOWN), ibis.literal("AS").concat(joined.asn.cast("string"))
@@ -134,13 +137,19 @@ def asset_ranges(engine: Engine, config: Config) -> ir.Table:
 
 
 def edge_flows(engine: Engine, config: Config) -> ir.Table:
-    """:func:`peer_flows` of the edge assets, labelled with the asset (``entity``) and its role."""
-    peers = peer_flows(engine)
+    """:func:`peer_flows` of the edge assets, labelled with the asset (``entity``) and its role.
+
+    The range join on the assets comes before the enrichment join, so that only the edge
+    assets' flows (a fraction of all) are looked up in ``ip_info``.
+    """
+    peers = peer_flows(engine, enriched=False)
     ranges = asset_ranges(engine, config)
     joined = peers.join(
         ranges, [peers.local_key >= ranges.start_key, peers.local_key <= ranges.end_key]
     )
-    return joined.select(*peers.columns, entity=joined.name, role=joined.role)
+    labelled = joined.select(*peers.columns, entity=joined.name, role=joined.role)
+    enriched = with_peer_info(engine, labelled)
+    return enriched.select(*peers.columns, "country", "asn", "net_class", "entity", "role")
 
 
 def hour_of_week(ts: ir.TimestampValue) -> ir.IntegerValue:

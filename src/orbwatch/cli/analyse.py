@@ -3,21 +3,22 @@
 from __future__ import annotations
 
 from dataclasses import asdict
-from pathlib import Path
 from typing import Annotated
 
 import typer
 
-from orbwatch.alerts.suppress import load_rules
 from orbwatch.baseline import update_baselines
 from orbwatch.cli.main import (
+    DetectorsOpt,
     JsonOpt,
+    SuppressionsOpt,
     _config,
     _emit_json,
     _open,
     _progress,
     out,
     print_detector_runs,
+    suppression_rules,
 )
 from orbwatch.pipeline import STEPS, analyse
 from orbwatch.report.terminal import table
@@ -41,18 +42,13 @@ def baseline(
 
 
 def analyse_command(
-    detector: Annotated[
-        list[str] | None, typer.Option("--detector", "-d", help="Run only these (repeatable).")
-    ] = None,
-    suppressions: Annotated[
-        list[Path] | None,
-        typer.Option("--suppressions", help="TOML file of [[suppress]] rules (repeatable)."),
-    ] = None,
+    detector: DetectorsOpt = None,
+    suppressions: SuppressionsOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Enrich, update baselines, detect and group campaigns: everything after ingest."""
     cfg = _config()
-    rules = [rule for path in suppressions or [] for rule in load_rules(path)]
+    rules = suppression_rules(suppressions)
     with _open() as ws, _progress() as progress:
         task = progress.add_task("analyse", total=len(STEPS))
 

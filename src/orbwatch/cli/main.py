@@ -20,7 +20,7 @@ from typer.core import TyperGroup
 from orbwatch import __version__
 from orbwatch import config as config_mod
 from orbwatch.alerts.store import SEVERITY_LEVEL
-from orbwatch.alerts.suppress import load_rules
+from orbwatch.alerts.suppress import SuppressionRule, load_rules
 from orbwatch.cli.intel import blocklist_app, intel_app
 from orbwatch.detect.base import DetectContext
 from orbwatch.detect.registry import detectors
@@ -70,6 +70,18 @@ class State:
 STATE = State()
 
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")]
+DetectorsOpt = Annotated[
+    list[str] | None, typer.Option("--detector", "-d", help="Run only these (repeatable).")
+]
+SuppressionsOpt = Annotated[
+    list[Path] | None,
+    typer.Option("--suppressions", help="TOML file of suppression rules (repeatable)."),
+]
+
+
+def suppression_rules(paths: list[Path] | None) -> list[SuppressionRule]:
+    """The rules of every ``--suppressions`` file, in order."""
+    return [rule for path in paths or [] for rule in load_rules(path)]
 
 
 @app.callback()
@@ -346,18 +358,13 @@ def detect(
         Path | None,
         typer.Option("--input", help="With --engine spark: folder written by export-tables."),
     ] = None,
-    detector: Annotated[
-        list[str] | None, typer.Option("--detector", "-d", help="Run only these (repeatable).")
-    ] = None,
-    suppressions: Annotated[
-        list[Path] | None,
-        typer.Option("--suppressions", help="TOML file of [[suppress]] rules (repeatable)."),
-    ] = None,
+    detector: DetectorsOpt = None,
+    suppressions: SuppressionsOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Run the detectors and store their alerts in the workspace."""
     cfg = _config()
-    rules = [rule for path in suppressions or [] for rule in load_rules(path)]
+    rules = suppression_rules(suppressions)
     with _open() as ws:
         eng = _engine(engine, ws, input_dir)
         try:
