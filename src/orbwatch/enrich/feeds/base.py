@@ -133,6 +133,23 @@ _FRACTION_OR_ZONE = re.compile(r"(\.\d+)?(Z|[+-]00:?00| UTC)?$")
 _TIME_FORMATS = ("%Y-%m-%d %H:%M:%S", "%Y-%m-%d %H:%M", "%Y-%m-%d")
 
 
+def records_batch(
+    records: Sequence[dict[str, Any]],
+    rejects: Sequence[tuple[int, str, str, int]],
+    skipped: dict[str, int],
+    feed: str,
+) -> FeedBatch:
+    """A batch from indicator records read one document object at a time (STIX, MISP)."""
+    columns = indicator_table({}, 0).column_names
+    table = indicator_table({k: [r.get(k) for r in records] for k in columns}, len(records))
+    return FeedBatch(
+        table,
+        reject_table(rejects),
+        skipped,
+        invalid_reason=f"{feed} value is not an IP address, CIDR or domain",
+    )
+
+
 def parse_times(values: pa.Array | pa.ChunkedArray) -> pa.Array:
     """UTC timestamps from the date forms feeds write; null where a value is not one.
 

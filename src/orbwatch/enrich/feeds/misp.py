@@ -31,9 +31,8 @@ from orbwatch.enrich.feeds.base import (
     FeedOptions,
     FeedReader,
     class_from_tags,
-    indicator_table,
     join_tags,
-    reject_table,
+    records_batch,
 )
 from orbwatch.enrich.feeds.tabular import load_json
 from orbwatch.errors import InputError
@@ -142,15 +141,7 @@ def read_events(document: Any, display: str) -> FeedBatch:
                     rejects.append((offset, reason, text[:RAW_KEEP_CHARS], len(text)))
                 continue
             skipped[reason] = skipped.get(reason, 0) + 1
-    table = indicator_table(
-        {k: [r.get(k) for r in rows] for k in indicator_table({}, 0).column_names}, len(rows)
-    )
-    return FeedBatch(
-        table,
-        reject_table(rejects),
-        skipped,
-        invalid_reason="MISP value is not an IP address, CIDR or domain",
-    )
+    return records_batch(rows, rejects, skipped, "MISP")
 
 
 class MispReader(FeedReader):

@@ -39,9 +39,8 @@ from orbwatch.enrich.feeds.base import (
     FeedOptions,
     FeedReader,
     class_from_tags,
-    indicator_table,
     join_tags,
-    reject_table,
+    records_batch,
 )
 from orbwatch.enrich.feeds.tabular import load_json
 from orbwatch.errors import InputError
@@ -157,15 +156,7 @@ def read_bundle(document: Any, display: str) -> FeedBatch:
             text = json.dumps(raw)
             reason = f"invalid STIX {kind}: {str(exc).splitlines()[0][:300]}"
             rejects.append((offset, reason, text[:RAW_KEEP_CHARS], len(text)))
-    table = indicator_table(
-        {k: [r.get(k) for r in rows] for k in indicator_table({}, 0).column_names}, len(rows)
-    )
-    return FeedBatch(
-        table,
-        reject_table(rejects),
-        skipped,
-        invalid_reason="STIX value is not an IP address, CIDR or domain",
-    )
+    return records_batch(rows, rejects, skipped, "STIX")
 
 
 class StixReader(FeedReader):
