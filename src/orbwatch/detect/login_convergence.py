@@ -55,6 +55,10 @@ from orbwatch.detect.login_common import (
 HOPPING_CLASSES = ("residential", "mobile")
 
 
+#: What both convergence shapes group by: the shape, its entity and the fixed time window.
+WINDOW_KEYS = ["kind", "entity", "window"]
+
+
 @dataclass
 class LoginConvergence(Detector):
     """Several accounts through one outside source, or one account through many home networks."""
@@ -86,54 +90,48 @@ class LoginConvergence(Detector):
         return self._shared(ok).union(self._hopping(ok))
 
     def _shared(self, ok: ir.Table) -> ir.Table:
-        ok = ok.mutate(
-            kind=ibis.literal("shared_source"),
-            entity=ok.src_ip,
-            window=ok.ts.epoch_seconds() // (self.shared_window_hours * 3600),
+        out, rows = self._per_window(
+            ok, "shared_source", ok.src_ip, self.shared_window_hours, ok.src_key
         )
-        group = ["kind", "entity", "window"]
-        out = ok.group_by(group).aggregate(
-            users=ok.user.nunique(),
-            sources=ok.src_key.nunique(),
-            asns=ok.asn.nunique(),
-            user_list=ok.user.collect(distinct=True),
-            asn=ok.asn.max(),
-            country=ok.country.max(),
-            net_class=ok.net_class.max(),
-            first_seen=ok.ts.min(),
-            last_seen=ok.ts.max(),
-            event_count=ok.count(),
-        )
-        out = out.filter(out.users >= self.min_users)
-        return self._with_refs(out, ok, group)
+        return self._with_refs(out.filter(out.users >= self.min_users), rows)
 
     def _hopping(self, ok: ir.Table) -> ir.Table:
         ok = ok.filter(ok.net_class.isin(list(HOPPING_CLASSES)))
-        ok = ok.mutate(
-            kind=ibis.literal("hopping_account"),
-            entity=ok.user,
-            window=ok.ts.epoch_seconds() // (self.hop_window_hours * 3600),
-        )
-        group = ["kind", "entity", "window"]
-        out = ok.group_by(group).aggregate(
-            users=ok.user.nunique(),
-            sources=ok.src_net.nunique(),
-            asns=ok.asn.nunique(),
-            user_list=ok.user.collect(distinct=True),
-            asn=ok.asn.max(),
-            country=ok.country.max(),
-            net_class=ok.net_class.max(),
-            first_seen=ok.ts.min(),
-            last_seen=ok.ts.max(),
-            event_count=ok.count(),
+        out, rows = self._per_window(
+            ok, "hopping_account", ok.user, self.hop_window_hours, ok.src_net
         )
         out = out.filter((out.sources >= self.min_sources) & (out.asns >= self.min_asns))
-        return self._with_refs(out, ok, group)
+        return self._with_refs(out, rows)
 
     @staticmethod
-    def _with_refs(out: ir.Table, rows: ir.Table, group: list[str]) -> ir.Table:
-        rows = rows.semi_join(out, group)
-        return out.join(evidence_refs(rows, group), group)
+    def _per_window(
+        ok: ir.Table, kind: str, entity: ir.Value, hours: int, source: ir.Value
+    ) -> tuple[ir.Table, ir.Table]:
+        """Both shapes count the same facts per (entity, fixed window); only the keys differ."""
+        rows = ok.mutate(
+            kind=ibis.literal(kind),
+            entity=entity,
+            window=ok.ts.epoch_seconds() // (hours * 3600),
+            source=source,
+        )
+        out = rows.group_by(WINDOW_KEYS).aggregate(
+            users=rows.user.nunique(),
+            sources=rows.source.nunique(),
+            asns=rows.asn.nunique(),
+            user_list=rows.user.collect(distinct=True),
+            asn=rows.asn.max(),
+            country=rows.country.max(),
+            net_class=rows.net_class.max(),
+            first_seen=rows.ts.min(),
+            last_seen=rows.ts.max(),
+            event_count=rows.count(),
+        )
+        return out, rows.drop("source")
+
+    @staticmethod
+    def _with_refs(out: ir.Table, rows: ir.Table) -> ir.Table:
+        rows = rows.semi_join(out, WINDOW_KEYS)
+        return out.join(evidence_refs(rows, WINDOW_KEYS), WINDOW_KEYS)
 
     def explain(self, row: dict[str, Any], ctx: DetectContext) -> Finding:
         users = sorted(row["user_list"] or [])
