@@ -26,6 +26,8 @@ from orbwatch.sources.firewall import (
 from orbwatch.sources.inputs import Input
 from orbwatch.sources.syslog import (
     Clock,
+    _general_header_times,
+    _split_headers_general,
     _YearState,
     csv_fields,
     header_times,
@@ -296,3 +298,70 @@ def test_live_syslog_uses_the_configured_zone() -> None:
     (out,) = handler.drain(final=True)
     (stamp,) = out.parsed.rows["ts_start"].to_pylist()
     assert (stamp.hour, stamp.minute) == (10, 0)  # 12:00 in Berlin summer time is 10:00 UTC
+
+
+# Header shapes for the fast/general agreement below: the common one and its near misses.
+_HEADER_PIECES = st.tuples(
+    st.sampled_from(["", "<13>", "<191>", " <5>"]),
+    st.sampled_from(["Jan", "Feb", "Dec", "Foo", "jan"]),
+    st.sampled_from([" 1", "  1", " 01", " 29", " 31", " 30", " 00", " 32"]),
+    st.sampled_from(["", " 2024", " 2023"]),
+    st.sampled_from([" 00:00:01", " 23:59:59", " 24:00:00", " 12:60:00", " 10:11:12.345"]),
+    st.sampled_from(["", " UTC", ":"]),
+    st.sampled_from([" gw", " -", " ABC", " host.example", " FW01", ""]),
+    st.sampled_from([" kernel:", " sshd[42]:", " -:", " tag[x]:", " 1,2018/09/20", " a=b"]),
+    st.sampled_from(["", " message text", " [1.2] IN=eth0 OUT="]),
+).map("".join)
+_RFC5424_LINES = st.tuples(
+    st.sampled_from(["<14>1 ", "<165>1 ", " <14>1 ", "<14>2 ", "1 "]),
+    st.sampled_from(
+        [
+            "2024-03-01T00:00:16.000Z",
+            "2024-03-01T00:00:16Z",
+            "2024-12-31T23:59:59.123456789Z",
+            "2024-02-30T00:00:00Z",
+            "2003-10-11T22:14:15+02:00",
+            "-",
+            "2024-02-30T1",
+        ]
+    ),
+    st.sampled_from([" fw01", " -"]),
+    st.sampled_from([" RT_FLOW - RT_FLOW_SESSION_CLOSE", " app 12 - ", " app - ID47", " a b"]),
+    st.sampled_from(
+        ["", " -", " - msg", ' [x@1 a="]" b="\\""] text', ' [x@1][y@2 c="d"]', " [bad"]
+    ),
+).map("".join)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(_HEADER_PIECES | _RFC5424_LINES, min_size=1, max_size=8))
+def test_common_header_path_agrees_with_the_general_stages(lines: list[str]) -> None:
+    df = pl.DataFrame({"line": lines})
+    fast = split_headers(df)
+    assert fast.equals(_split_headers_general(df))
+    clock = Clock("Europe/Berlin", 2023)
+    fast_times = header_times(fast, clock, _YearState())
+    general_times = _general_header_times(fast, clock, _YearState())
+    assert fast_times.to_list() == general_times.to_list()
+
+
+@pytest.mark.parametrize(
+    "stamps",
+    [
+        [
+            "Mar  1 00:00:01",
+            "Feb 29 12:00:00",
+            "Feb 30 12:00:00",
+            "Dec 31 23:59:59",
+            "Jan 01 00:00:00",
+        ],
+        ["2024-03-01T00:00:16.000Z", "2024-02-30T00:00:00Z", "2024-12-31T23:59:59.123456789Z"],
+    ],
+)
+def test_fast_header_times_equal_the_general_ones(stamps: list[str]) -> None:
+    prefix = "" if stamps[0][0].isalpha() else "<14>1 "
+    df = split_headers(pl.DataFrame({"line": [f"{prefix}{s} gw app - - - x" for s in stamps]}))
+    clock = Clock("America/New_York", 2024)
+    fast = header_times(df, clock, _YearState()).to_list()
+    assert fast == _general_header_times(df, clock, _YearState()).to_list()
+    assert fast.count(None) == 1
