@@ -235,13 +235,14 @@ def read_lines(inp: Input, read_bytes: int = READ_BYTES) -> Iterator[LineBatch]:
 # Headers
 
 # Stage 1: priority and timestamp (RFC 5424 version + ISO stamp, BSD stamp with optional year,
-# or a bare ISO 8601 stamp as rsyslog's high-precision template and many products write it).
+# or a bare ISO 8601 stamp as rsyslog's high-precision template and many products write it,
+# some with more than one space after it).
 _STAMP = re.compile(
     r"^(?P<_head>\s*(?:<(?P<pri>\d{1,3})>)?"
     r"(?:(?P<v5424>1) (?P<iso5424>\d{4}-\d\d-\d\dT[\d:.]+(?:Z|[+-]\d\d:?\d\d)?|-) "
     r"|(?P<bsd>[A-Z][a-z]{2} {1,2}\d{1,2} (?:(?P<bsd_year>\d{4}) )?\d\d:\d\d:\d\d(?:\.\d{1,9})?)"
     r"(?: [A-Z]{3,4})?:? "
-    r"|(?P<iso>\d{4}-\d\d-\d\d[T ]\d\d:\d\d:\d\d(?:\.\d{1,9})?(?:Z|[+-]\d\d:?\d\d)?):? ))"
+    r"|(?P<iso>\d{4}-\d\d-\d\d[T ]\d\d:\d\d:\d\d(?:\.\d{1,9})?(?:Z|[+-]\d\d:?\d\d)?):? +))"
 ).pattern
 # Stage 2, RFC 5424: HOSTNAME APP-NAME PROCID MSGID, then STRUCTURED-DATA (matched apart below).
 _R5424 = re.compile(
