@@ -1039,12 +1039,12 @@ class LineSource(Source):
             exprs[time_col] = self._time_expr(clock).alias(time_col)
         if fmt.table == "flows" and "exporter" not in exprs:
             exprs["exporter"] = pl.col("host").alias("exporter")
-        counted = pl.lit(None, pl.String)
-        for test, why in reversed(fmt.skipped):
-            cond = pl.col(fmt.on).str.contains(test) if isinstance(test, str) else test
-            label = pl.lit(why) if isinstance(why, str) else why
-            counted = pl.when(cond.fill_null(False)).then(label).otherwise(counted)
-        counted = pl.when(~pl.col("_ok")).then(counted)
+        # Skip reasons matter only for the lines the format does not recognise: when every
+        # skip test is a regex over the format's text with a fixed reason, the tests run on
+        # those lines alone, after the query (_count_text_skips); else in the query.
+        text_skips = all(isinstance(t, str) and isinstance(w, str) for t, w in fmt.skipped)
+        counted = pl.lit(None, pl.String) if text_skips else _skip_reasons(fmt)
+        skip_on = [pl.col(fmt.on).alias("_skip_on")] if text_skips and fmt.skipped else []
         # Lazy, so that Polars evaluates the columns in parallel and shares repeated
         # sub-expressions; the raw values, their text form and the typed columns are successive
         # steps of one query, each step reading the previous step's columns.
@@ -1053,6 +1053,7 @@ class LineSource(Source):
             pl.col("line"),
             pl.col("_ok"),
             counted.alias("_counted"),
+            *skip_on,
             *exprs.values(),
         )
         kinds: dict[str, Kind] = {n: f.kind for n, f in fmt.fields.items()}
@@ -1081,9 +1082,12 @@ class LineSource(Source):
                 *exprs,
                 *[f"_other_{n}" for n in exprs if kinds[n] == "addr"],
                 *[c for s in checked for c in (f"_bad_{s.name}", f"_text_{s.name}")],
+                *[c.meta.output_name() for c in skip_on],
             )
             .collect()
         )
+        if skip_on:
+            result = _count_text_skips(result, fmt.skipped)
         skipped = {
             str(k): int(v) for k, v in result["_counted"].drop_nulls().value_counts().iter_rows()
         }
@@ -1110,6 +1114,40 @@ class LineSource(Source):
     def _time_expr(self, clock: Clock) -> pl.Expr:
         candidates = [_product_time(spec, clock.zone) for spec in self.format.time]
         return pl.coalesce([*candidates, pl.col("_header_ts")])
+
+
+def _skip_reasons(fmt: LineFormat) -> pl.Expr:
+    """The first matching skip reason of each line the format does not recognise, or null."""
+    return pl.when(~pl.col("_ok")).then(_first_skip(fmt.skipped, pl.col(fmt.on)))
+
+
+def _first_skip(skipped: tuple[tuple[str | pl.Expr, str | pl.Expr], ...], text: pl.Expr) -> pl.Expr:
+    """The reason of the first skip test that holds (regexes are matched against ``text``)."""
+    counted = pl.lit(None, pl.String)
+    for test, why in reversed(skipped):
+        cond = text.str.contains(test) if isinstance(test, str) else test
+        label = pl.lit(why) if isinstance(why, str) else why
+        counted = pl.when(cond.fill_null(False)).then(label).otherwise(counted)
+    return counted
+
+
+def _count_text_skips(
+    result: pl.DataFrame, skipped: tuple[tuple[str | pl.Expr, str | pl.Expr], ...]
+) -> pl.DataFrame:
+    """``_counted`` and ``_flag`` of ``result`` after its unrecognised lines' skip tests.
+
+    The tests (regexes over ``_skip_on``) run on the unrecognised lines only, usually few.
+    """
+    unrecognised = ~result["_ok"]
+    if not unrecognised.any():
+        return result.drop("_skip_on")
+    at = unrecognised.arg_true()
+    subset = result.select("_skip_on").gather(at)
+    counted = subset.select(_first_skip(skipped, pl.col("_skip_on")).alias("c"))["c"]
+    column = result["_counted"].scatter(at, counted)
+    return result.drop("_skip_on").with_columns(
+        column, (pl.col("_flag") & column.is_null()).alias("_flag")
+    )
 
 
 def _product_time(spec: TimeField, zone: str) -> pl.Expr:
