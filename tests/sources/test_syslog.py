@@ -274,6 +274,51 @@ def test_a_file_spanning_many_batches_parses_like_one_batch(tmp_path: Path) -> N
     assert sum(p.rejects.num_rows for p in parts) == 0
 
 
+def test_year_roll_over_holds_when_batches_are_parsed_in_parallel(tmp_path: Path) -> None:
+    """Batches run on several threads, but year-less stamps are resolved in file order."""
+    stamps = [f"Dec 31 23:{m:02d}:{s:02d}" for m in range(50, 60) for s in range(60)]
+    stamps += [f"Jan  1 00:{m:02d}:{s:02d}" for m in range(10) for s in range(60)]
+    lines = [
+        f"{stamp} gw kernel: [UFW BLOCK] IN=eth0 OUT= SRC=192.0.2.{i % 250} DST=10.0.0.1 "
+        f"LEN=40 PROTO=TCP SPT={1024 + i} DPT=22"
+        for i, stamp in enumerate(stamps)
+    ]
+    path = tmp_path / "kern.log"
+    path.write_text("\n".join(lines) + "\n")
+    source = NetfilterLog(year=2023)
+    source.read_bytes = 4_096  # about 40 batches, several in flight at once
+    parts = list(source.parse(Input.open(str(path))))
+    assert len(parts) > 30
+    batched = pl.concat([pl.DataFrame(p.rows) for p in parts])
+    whole = pl.DataFrame(NetfilterLog(year=2023).parse_lines(line_table(lines)).rows)
+    assert batched.equals(whole)
+    years = batched["ts_start"].dt.year().to_list()
+    assert years == [2023] * 600 + [2024] * 600
+    assert batched["src_port"].to_list() == list(range(1024, 1024 + len(lines)))
+
+
+def test_a_failing_batch_stops_the_parse_without_waiting_forever(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A batch that fails before its turn gives the turn up, so later batches finish."""
+    lines = [f"Mar  1 00:00:{i % 60:02d} gw kernel: IN=eth0 OUT= SRC=192.0.2.1 DST=10.0.0.1 "
+             f"PROTO=TCP SPT={i} DPT=22" for i in range(2_000)]  # fmt: skip
+    path = tmp_path / "kern.log"
+    path.write_text("\n".join(lines) + "\n")
+    source = NetfilterLog(year=2023)
+    source.read_bytes = 4_096
+    original = NetfilterLog.parse_lines
+
+    def fail_third(self: NetfilterLog, table: object, *args: object) -> object:
+        if args[-1] == 2:
+            raise RuntimeError("batch 2 broke")
+        return original(self, table, *args)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(NetfilterLog, "parse_lines", fail_third)
+    with pytest.raises(RuntimeError, match="batch 2 broke"):
+        list(source.parse(Input.open(str(path))))
+
+
 def test_kv_values_are_looked_up_once_per_key_and_unquoted() -> None:
     line = (
         'Jan  6 19:47:37 fgt date=2021-01-06 time=11:17:02 devname="fgt" logid="0000000013" '

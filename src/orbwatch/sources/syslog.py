@@ -63,7 +63,11 @@ from __future__ import annotations
 import datetime as dt
 import os
 import re
+import threading
+from collections import deque
 from collections.abc import Iterator, Mapping
+from concurrent.futures import Future, ThreadPoolExecutor
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import BinaryIO, ClassVar, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -88,6 +92,8 @@ from orbwatch.sources.inputs import MAX_LINE_BYTES, RAW_KEEP_CHARS, Input, LineB
 from orbwatch.store.schema import TABLES
 
 READ_BYTES = 8 << 20
+#: Batches parsed at once by :meth:`LineSource.parse` (Polars itself uses every core).
+PARSE_THREADS = 2
 SNIFF_LINES = 50
 MONTHS = {
     m: i
@@ -504,10 +510,43 @@ class Clock:
 
 @dataclass
 class _YearState:
-    """Carried between batches: the year and month of the last stamped year-less line."""
+    """Carried between batches: the year and month of the last stamped year-less line.
+
+    Batches may be parsed on several threads (:meth:`LineSource.parse`), but year-less stamps
+    must be resolved in file order: :meth:`turn` lets batch ``n`` through only after batches
+    ``0 .. n-1`` have had theirs or given it up (:meth:`finish`, also on failure).
+    """
 
     year: int | None = None
     month: int = 0
+    _next: int = 0
+    _finished: set[int] = field(default_factory=set)
+    _ready: threading.Condition = field(default_factory=threading.Condition)
+
+    @contextmanager
+    def turn(self, index: int | None) -> Iterator[None]:
+        """Run the body in batch order (immediately when ``index`` is None: one thread)."""
+        if index is None:
+            yield
+            return
+        with self._ready:
+            self._ready.wait_for(lambda: self._next == index)
+            try:
+                yield
+            finally:
+                self._finish_locked(index)
+
+    def finish(self, index: int) -> None:
+        """Batch ``index`` is done with its turn (or will never take it)."""
+        with self._ready:
+            self._finish_locked(index)
+
+    def _finish_locked(self, index: int) -> None:
+        self._finished.add(index)
+        while self._next in self._finished:
+            self._finished.discard(self._next)
+            self._next += 1
+        self._ready.notify_all()
 
 
 def _years(months: np.ndarray, days: np.ndarray, clock: Clock, state: _YearState) -> np.ndarray:
@@ -980,16 +1019,42 @@ class LineSource(Source):
         return test
 
     def parse(self, inp: Input) -> Iterator[Parsed]:
+        """Parsed batches in file order, :data:`PARSE_THREADS` batches in flight.
+
+        While one batch is in a single-threaded step (Python, the year roll-over, Arrow
+        conversion), the next one's query uses the other core, and the next read overlaps
+        both. At most ``PARSE_THREADS + 1`` batches are held, so memory stays bounded.
+        """
         clock = Clock.for_input(inp, self.timezone, self.year)
         state = _YearState()
-        for batch in read_lines(inp, self.read_bytes):
+        with ThreadPoolExecutor(PARSE_THREADS, thread_name_prefix="orbwatch-parse") as pool:
+            pending: deque[Future[list[Parsed]]] = deque()
+            for index, batch in enumerate(read_lines(inp, self.read_bytes)):
+                pending.append(pool.submit(self._parse_batch, batch, clock, state, index))
+                if len(pending) > PARSE_THREADS:
+                    yield from pending.popleft().result()
+            while pending:
+                yield from pending.popleft().result()
+
+    def _parse_batch(
+        self, batch: LineBatch, clock: Clock, state: _YearState, index: int
+    ) -> list[Parsed]:
+        try:
+            out = []
             if batch.too_long:
-                yield Parsed(empty_rows(self.table), too_long_rejects(batch))
+                out.append(Parsed(empty_rows(self.table), too_long_rejects(batch)))
             if batch.table.num_rows:
-                yield self.parse_lines(batch.table, clock, state)
+                out.append(self.parse_lines(batch.table, clock, state, index))
+            return out
+        finally:
+            state.finish(index)
 
     def parse_lines(
-        self, table: pa.Table, clock: Clock | None = None, state: _YearState | None = None
+        self,
+        table: pa.Table,
+        clock: Clock | None = None,
+        state: _YearState | None = None,
+        turn: int | None = None,
     ) -> Parsed:
         """Rows, rejects and skip counts for a table of (``source_offset``, ``line``).
 
@@ -1007,10 +1072,12 @@ class LineSource(Source):
         df = split_headers(df.filter(~pl.col("line").str.contains(r"^[\s\x1c-\x1f]*$")))
         target = pl.col(fmt.on)
         kv_firsts, kv_later = _kv_columns(_kv_placeholders(self._expressions()))
+        with state.turn(turn):
+            times = header_times(df, clock, state)
         lazy = (
             df.lazy()
             .with_columns(
-                header_times(df, clock, state).alias("_header_ts"),
+                times.alias("_header_ts"),
                 self._recognised_expr().alias("_ok"),
                 *[target.str.extract_groups(p).alias(f"_p{i}") for i, p in enumerate(fmt.patterns)],
                 *([csv_fields(target, fmt.split).alias("parts")] if fmt.split is not None else []),

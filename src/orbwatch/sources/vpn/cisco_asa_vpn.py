@@ -205,8 +205,12 @@ class CiscoAsaVpn(LineSource):
     format: ClassVar = ASA_VPN
 
     def parse_lines(
-        self, table: pa.Table, clock: Clock | None = None, state: _YearState | None = None
+        self,
+        table: pa.Table,
+        clock: Clock | None = None,
+        state: _YearState | None = None,
+        turn: int | None = None,
     ) -> Parsed:
         """One row per message, then each batch's sessions folded (see :mod:`asa_sessions`)."""
-        parsed = super().parse_lines(table, clock, state)
+        parsed = super().parse_lines(table, clock, state, turn)
         return dataclasses.replace(parsed, rows=fold_sessions(parsed.rows))
