@@ -134,14 +134,34 @@ class IntelNeighbourhood(Detector):
         ).drop("seen_asn", "asn_addresses")
 
     def candidates(self, ctx: DetectContext) -> ir.Table:
+        flows = ctx.engine.table("flows")
+        near = self._neighbours(ctx, flows)
+        # Back to the flows only for the few neighbours: one hash join of each flow side
+        # against a small table, instead of range joins and left joins over every flow twice.
+        sides = flow_sides(flows)
+        rows = sides.join(near, sides.peer_key == near.near_key).drop("near_key")
+        if not self.raise_info:
+            rows = rows.filter(rows.direction.isin(["inbound", "outbound"]))
+        return self._aggregate(rows)
+
+    def _neighbours(self, ctx: DetectContext, flows: ir.Table) -> ir.Table:
+        """The unlisted peer addresses next to live indicators, with their evidence.
+
+        Everything that decides whether an address is a neighbour depends on the address
+        alone (its /24 or /48, its AS, whether a list or a never-reported network covers it),
+        so it is decided once per distinct address of the flows (a few hundred thousand keys
+        for ten million flows), not once per flow side.
+        """
         engine = ctx.engine
         entries = live_entries(engine.table("intel"), ctx)
         raw_info = engine.table("ip_info")
         info = raw_info.filter(raw_info.asn.notnull()).select("ip_key", "asn")
-        sides = flow_sides(engine.table("flows"))
-        sides = sides.filter(sides.peer_key.notnull())
-        listed = listed_hits(ctx, sides, entries).select(listed_key=ibis._.peer_key).distinct()
-        peers = without_never_malicious(sides, ctx)
+        keys = flows.select(peer_key=flows.dst_key).union(
+            flows.select(peer_key=flows.src_key), distinct=True
+        )
+        keys = keys.filter(keys.peer_key.notnull())
+        listed = listed_hits(ctx, keys, entries).select(listed_key=ibis._.peer_key).distinct()
+        peers = without_never_malicious(keys, ctx)
         peers = peers.anti_join(listed, peers.peer_key == listed.listed_key)
         peers = peers.mutate(peer_nbr=_neighbourhood(peers.peer_key))
         subnets, asns = self._subnets(entries), self._asns(entries, info, peers)
@@ -153,10 +173,16 @@ class IntelNeighbourhood(Detector):
             suspicion = self.subnet_weight * near.subnet_score.fill_null(0) + (
                 self.asn_weight * near.asn_score.fill_null(0)
             )
-            near = near.filter(
-                near.direction.isin(["inbound", "outbound"]) & (suspicion >= self.low_at)
-            )
-        return self._aggregate(near)
+            near = near.filter(suspicion >= self.low_at)
+        return near.select(
+            near_key=near.peer_key,
+            subnet_score=near.subnet_score,
+            subnet_indicators=near.subnet_indicators,
+            subnet_example=near.subnet_example,
+            asn=near.asn,
+            asn_score=near.asn_score,
+            asn_indicators=near.asn_indicators,
+        )
 
     def _aggregate(self, near: ir.Table) -> ir.Table:
         out = near.group_by(["listed_side", "peer_ip", "local_ip"]).aggregate(
