@@ -59,7 +59,9 @@ def index_time(index: int, unit_s: int) -> dt.datetime:
     return dt.datetime.fromtimestamp(index * unit_s, dt.UTC)
 
 
-def peer_flows(engine: Engine, *, enriched: bool = True) -> ir.Table:
+def peer_flows(
+    engine: Engine, *, enriched: bool = True, since: ir.TimestampValue | None = None
+) -> ir.Table:
     """Flows that cross the perimeter, from our side, with the external peer enriched.
 
     ``outbound``: the local address initiated. ``bytes_out``/``bytes_in`` are from the local
@@ -67,9 +69,17 @@ def peer_flows(engine: Engine, *, enriched: bool = True) -> ir.Table:
     never lost because enrichment has not run; its peer is ``unknown``). ``enriched=False``
     leaves that join out for callers that do not need the peer's country, AS or class (engines
     do not drop an unused left join by themselves: it costs a hash probe per flow).
+
+    ``since`` keeps the flows that start at or after it, filtered on ``flows`` itself: the
+    same rows as filtering ``ts`` afterwards, but an engine does not push a filter that
+    compares with a subquery (such as :func:`data_end`) below the joins, so filtering
+    afterwards would join and look up every flow of the history first.
     """
     flows = engine.table("flows")
-    flows = flows.filter(flows.direction.isin(["inbound", "outbound"]))
+    kept = flows.direction.isin(["inbound", "outbound"])
+    if since is not None:
+        kept &= flows.ts_start >= since
+    flows = flows.filter(kept)
     out = flows.direction == "outbound"
     src_bytes, dst_bytes = flows.src_bytes.fill_null(0), flows.dst_bytes.fill_null(0)
     view = flows.select(
@@ -136,13 +146,14 @@ def asset_ranges(engine: Engine, config: Config) -> ir.Table:
     return configured.union(discovered.select(*configured.columns))
 
 
-def edge_flows(engine: Engine, config: Config) -> ir.Table:
+def edge_flows(engine: Engine, config: Config, since: ir.TimestampValue | None = None) -> ir.Table:
     """:func:`peer_flows` of the edge assets, labelled with the asset (``entity``) and its role.
 
     The range join on the assets comes before the enrichment join, so that only the edge
-    assets' flows (a fraction of all) are looked up in ``ip_info``.
+    assets' flows (a fraction of all) are looked up in ``ip_info``; ``since`` as in
+    :func:`peer_flows` (detectors that judge the last hours pass the window's start).
     """
-    peers = peer_flows(engine, enriched=False)
+    peers = peer_flows(engine, enriched=False, since=since)
     ranges = asset_ranges(engine, config)
     joined = peers.join(
         ranges, [peers.local_key >= ranges.start_key, peers.local_key <= ranges.end_key]

@@ -80,8 +80,7 @@ class EdgePeerNovelty(Detector):
     def candidates(self, ctx: DetectContext) -> ir.Table:
         engine = ctx.engine
         window_start = data_end(engine) - ibis.interval(hours=self.window_hours)
-        edge = edge_flows(engine, ctx.config)
-        edge = edge.filter(edge.ts >= window_start)
+        edge = edge_flows(engine, ctx.config, since=window_start)
         seen = self._values(edge)
         contacts = engine.table("peer_contacts")
         before = contacts.filter(contacts.first_seen < window_start)

@@ -121,8 +121,7 @@ class EdgeTrafficSpike(Detector):
     def candidates(self, ctx: DetectContext) -> ir.Table:
         engine = ctx.engine
         window_start = data_end(engine) - ibis.interval(hours=self.window_hours)
-        edge = edge_flows(engine, ctx.config)
-        edge = edge.filter(edge.ts >= window_start)
+        edge = edge_flows(engine, ctx.config, since=window_start)
         hours = self._with_busiest(hourly(edge), engine.table("edge_hours"), window_start)
         judged = self._judge(hours, engine.table("edge_baselines"))
         worst = self._worst(judged)
