@@ -73,9 +73,10 @@ from typing import Any, ClassVar
 import ibis
 import ibis.expr.types as ir
 
-from orbwatch.baseline.flows import asset_ranges, day_index, epoch_seconds, index_time
+from orbwatch.baseline.flows import asset_ranges, epoch_seconds, index_time
 from orbwatch.config import AssetRole
 from orbwatch.detect.base import DetectContext, Detector, Finding
+from orbwatch.detect.flow_queries import PAIR_DAY, outbound_days, with_pair_day_figures
 
 BINS = 24
 #: Per-pair statistics and sub-scores reported as evidence.
@@ -134,24 +135,20 @@ class Beaconing(Detector):
     new_destination_days: int = 7
 
     def candidates(self, ctx: DetectContext) -> ir.Table:
-        flows = ctx.engine.table("flows")
-        outbound = flows.filter(flows.direction == "outbound")
-        seconds = epoch_seconds(ctx.engine, outbound.ts_start)
+        outbound = outbound_days(ctx.engine)
+        # Only what the statistics need goes through the window (every outbound flow, sorted
+        # per pair): the addresses as text, ports, protocol and times that an alert reports are
+        # gathered at the end for the pairs that score (``with_pair_day_figures``).
         rows = outbound.select(
-            "src_ip",
             "src_key",
-            "dst_ip",
             "dst_key",
-            "dst_port",
-            "protocol",
-            ts=outbound.ts_start,
-            day=day_index(seconds),
-            t=seconds,
+            "day",
+            t=epoch_seconds(ctx.engine, outbound.ts_start),
             size=(outbound.src_bytes.fill_null(0) + outbound.dst_bytes.fill_null(0)).cast(
                 "float64"
             ),
         )
-        pair = ["src_key", "dst_key", "day"]
+        pair = list(PAIR_DAY)
         sequenced = self._sequenced(rows, pair)
         # One row per pair and day: what the day spans, prevalence and history are counted on.
         firsts = sequenced.filter(sequenced.first_of_pair)
@@ -165,7 +162,19 @@ class Beaconing(Detector):
             .join(self._prevalence(firsts), ["dst_key", "day"])
         )
         stats = stats.filter(stats.ts_gaps >= 3)
-        return self._score(self._iot_sources(stats, ctx))
+        scored = self._score(self._iot_sources(stats, ctx))
+        scored = with_pair_day_figures(
+            ctx.engine,
+            scored,
+            src_ip="src_ip",
+            dst_ip="dst_ip",
+            first_seen="first_seen",
+            last_seen="last_start",
+            ports="ports",
+            dst_port="dst_port",
+            protocol="protocol",
+        )
+        return scored.mutate(entity=scored.src_ip)
 
     @staticmethod
     def _iot_sources(stats: ir.Table, ctx: DetectContext) -> ir.Table:
@@ -300,7 +309,6 @@ class Beaconing(Detector):
             iot_cloud=iot_cloud,
             beacon_score=final,
             event_count=s.connections,
-            entity=s.src_ip,
         )
         return scored.filter(scored.beacon_score >= self.min_score)
 
@@ -360,8 +368,8 @@ class Beaconing(Detector):
 
 
 def _pair_statistics(gated: ir.Table, pair: list[str]) -> ir.Table:
-    """Per gated pair: what the alert reports, and the quartiles and MADs of the non-zero gaps
-    (``ts_``) and of the sizes (``ds_``).
+    """Per gated pair: connections, first and last second, bytes, and the quartiles and MADs of
+    the non-zero gaps (``ts_``) and of the sizes (``ds_``).
 
     Two passes over the gated flows whatever the number of statistics: one aggregate for the
     pair's figures and both sets of quartiles (the gaps' through a filter), one for both MADs
@@ -370,16 +378,9 @@ def _pair_statistics(gated: ir.Table, pair: list[str]) -> ir.Table:
     positive = gated.gap > 0
     stats = gated.group_by(pair).aggregate(
         connections=gated.count(),
-        src_ip=gated.src_ip.min(),
-        dst_ip=gated.dst_ip.min(),
-        first_seen=gated.ts.min(),
-        last_seen=gated.ts.max(),
         first_t=gated.t.min(),
         last_t=gated.t.max(),
         bytes=gated.size.sum().cast("int64"),
-        ports=gated.dst_port.nunique(),
-        dst_port=gated.dst_port.min(),
-        protocol=gated.protocol.min(),
         ts_q1=gated.gap.quantile(0.25, where=positive),
         ts_q2=gated.gap.quantile(0.5, where=positive),
         ts_q3=gated.gap.quantile(0.75, where=positive),

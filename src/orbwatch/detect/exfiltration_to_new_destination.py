@@ -41,8 +41,9 @@ from typing import Any, ClassVar
 
 import ibis.expr.types as ir
 
-from orbwatch.baseline.flows import day_index, epoch_seconds, index_time
+from orbwatch.baseline.flows import epoch_seconds, index_time
 from orbwatch.detect.base import DetectContext, Detector, Finding
+from orbwatch.detect.flow_queries import PAIR_DAY, outbound_days, with_pair_day_figures
 from orbwatch.engines.base import Engine
 
 #: Network classes where a relay of a covert network typically sits.
@@ -72,27 +73,32 @@ class ExfiltrationToNewDestination(Detector):
 
     def candidates(self, ctx: DetectContext) -> ir.Table:
         flows = ctx.engine.table("flows")
-        outbound = flows.filter(flows.direction == "outbound")
-        outbound = outbound.mutate(day=day_index(epoch_seconds(ctx.engine, outbound.ts_start)))
-        keys = ["src_key", "dst_key", "day"]
-        daily = outbound.group_by(keys).aggregate(
-            src_ip=outbound.src_ip.min(),
-            dst_ip=outbound.dst_ip.min(),
+        outbound = outbound_days(ctx.engine)
+        # Only the bytes per pair and day over all the flows (what the thresholds and the
+        # history need); the rest of what an alert reports is gathered at the end, for the
+        # uploads that are raised alone.
+        daily = outbound.group_by(list(PAIR_DAY)).aggregate(
             bytes_out=outbound.src_bytes.fill_null(0).sum(),
             bytes_in=outbound.dst_bytes.fill_null(0).sum(),
-            event_count=outbound.count(),
-            first_seen=outbound.ts_start.min(),
-            last_seen=outbound.ts_end.max(),
-            dst_port=outbound.dst_port.min(),
-            ports=outbound.dst_port.nunique(),
-            protocol=outbound.protocol.min(),
         )
         uploads = daily.filter(
             (daily.bytes_out >= self.min_bytes)
             & (daily.bytes_out >= daily.bytes_in * self.min_out_in_ratio)
         )
         uploads = self._new_only(uploads, flows, ctx.engine)
-        return self._against_history(uploads, daily, ctx)
+        judged = with_pair_day_figures(
+            ctx.engine,
+            self._against_history(uploads, daily, ctx),
+            src_ip="src_ip",
+            dst_ip="dst_ip",
+            event_count="flows",
+            first_seen="first_seen",
+            last_seen="last_end",
+            dst_port="dst_port",
+            ports="ports",
+            protocol="protocol",
+        )
+        return judged.mutate(entity=judged.src_ip)
 
     def _new_only(self, uploads: ir.Table, flows: ir.Table, engine: Engine) -> ir.Table:
         """Uploads whose destination the organisation met recently (and not at data start)."""
@@ -122,8 +128,7 @@ class ExfiltrationToNewDestination(Detector):
         usual = past.group_by([uploads.src_key, uploads.dst_key, uploads.day]).aggregate(
             usual=past.sent.cast("float64").quantile(0.95), history_days=past.past_day.nunique()
         )
-        keys = ["src_key", "dst_key", "day"]
-        joined = uploads.left_join(usual, keys).select(uploads, "usual", "history_days")
+        joined = uploads.left_join(usual, list(PAIR_DAY)).select(uploads, "usual", "history_days")
         joined = joined.filter(
             joined.usual.isnull() | (joined.bytes_out >= joined.usual * self.history_factor)
         )
@@ -138,7 +143,7 @@ class ExfiltrationToNewDestination(Detector):
             country=out.country.fill_null("unknown"),
             as_org=out.as_org,
         )
-        return out.mutate(entity=out.src_ip)
+        return out
 
     def explain(self, row: dict[str, Any], ctx: DetectContext) -> Finding:
         src, dst, sent = row["src_ip"], row["dst_ip"], int(row["bytes_out"])
