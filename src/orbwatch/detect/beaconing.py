@@ -76,7 +76,7 @@ import ibis.expr.types as ir
 from orbwatch.baseline.flows import asset_ranges, epoch_seconds, index_time
 from orbwatch.config import AssetRole
 from orbwatch.detect.base import DetectContext, Detector, Finding
-from orbwatch.detect.flow_queries import PAIR_DAY, outbound_days, with_pair_day_figures
+from orbwatch.detect.flow_queries import PAIR_DAY, PAIR_REPORT, outbound_days, with_pair_day_figures
 
 BINS = 24
 #: Per-pair statistics and sub-scores reported as evidence.
@@ -163,17 +163,7 @@ class Beaconing(Detector):
         )
         stats = stats.filter(stats.ts_gaps >= 3)
         scored = self._score(self._iot_sources(stats, ctx))
-        scored = with_pair_day_figures(
-            ctx.engine,
-            scored,
-            src_ip="src_ip",
-            dst_ip="dst_ip",
-            first_seen="first_seen",
-            last_seen="last_start",
-            ports="ports",
-            dst_port="dst_port",
-            protocol="protocol",
-        )
+        scored = with_pair_day_figures(ctx.engine, scored, **PAIR_REPORT, last_seen="last_start")
         return scored.mutate(entity=scored.src_ip)
 
     @staticmethod

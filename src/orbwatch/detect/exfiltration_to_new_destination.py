@@ -43,7 +43,7 @@ import ibis.expr.types as ir
 
 from orbwatch.baseline.flows import epoch_seconds, index_time
 from orbwatch.detect.base import DetectContext, Detector, Finding
-from orbwatch.detect.flow_queries import PAIR_DAY, outbound_days, with_pair_day_figures
+from orbwatch.detect.flow_queries import PAIR_DAY, PAIR_REPORT, outbound_days, with_pair_day_figures
 from orbwatch.engines.base import Engine
 
 #: Network classes where a relay of a covert network typically sits.
@@ -89,14 +89,9 @@ class ExfiltrationToNewDestination(Detector):
         judged = with_pair_day_figures(
             ctx.engine,
             self._against_history(uploads, daily, ctx),
-            src_ip="src_ip",
-            dst_ip="dst_ip",
+            **PAIR_REPORT,
             event_count="flows",
-            first_seen="first_seen",
             last_seen="last_end",
-            dst_port="dst_port",
-            ports="ports",
-            protocol="protocol",
         )
         return judged.mutate(entity=judged.src_ip)
 

@@ -54,6 +54,17 @@ def pair_day_figures(engine: Engine, chosen: ir.Table) -> ir.Table:
     )
 
 
+#: The figures every pair alert reports under the same names (alert column: figure).
+PAIR_REPORT = {
+    "src_ip": "src_ip",
+    "dst_ip": "dst_ip",
+    "first_seen": "first_seen",
+    "dst_port": "dst_port",
+    "ports": "ports",
+    "protocol": "protocol",
+}
+
+
 def with_pair_day_figures(engine: Engine, chosen: ir.Table, **figures: str) -> ir.Table:
     """``chosen`` plus the :func:`pair_day_figures` named in ``figures`` (new name: figure).
 
