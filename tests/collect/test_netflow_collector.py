@@ -12,16 +12,15 @@ from __future__ import annotations
 import collections
 import json
 import socket
-import threading
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
 import pytest
+from tests.collect.running import Running
 
-from orbwatch.collect.base import Collector, CollectSettings, CollectStats, Received
+from orbwatch.collect.base import CollectSettings, Received
 from orbwatch.collect.net import parse_listen
 from orbwatch.collect.netflow import netflow_collector
 from orbwatch.config import Config
@@ -76,40 +75,6 @@ def decode_like_files(packets: list[tuple[str, bytes]]) -> tuple[pa.Table, pa.Ta
     return rows, reject_table(decoder.take_rejects())
 
 
-class Running:
-    """A collector running in a thread; ``finish`` stops it and returns its counters."""
-
-    def __init__(self, collector: Collector) -> None:
-        self.collector = collector
-        self.result: CollectStats | None = None
-        self.thread = threading.Thread(target=self._run, daemon=True)
-        self.thread.start()
-
-    def _run(self) -> None:
-        self.result = self.collector.run()
-
-    def wait_received(self, count: int, timeout: float = 30.0) -> None:
-        end = time.monotonic() + timeout
-        while self.collector.stats.received < count and time.monotonic() < end:
-            time.sleep(0.01)
-
-    def finish(self) -> CollectStats:
-        self.collector.stop()
-        self.thread.join(timeout=30)
-        assert not self.thread.is_alive(), "collector did not stop"
-        assert self.result is not None
-        return self.result
-
-
-@pytest.fixture
-def running(workspace: Workspace, config: Config) -> Iterator[list[Running]]:
-    started: list[Running] = []
-    yield started
-    for run in started:
-        if run.thread.is_alive():
-            run.finish()
-
-
 def start(
     workspace: Workspace,
     config: Config,
@@ -149,12 +114,12 @@ def _key_counts(table: pa.Table) -> collections.Counter[tuple[Any, ...]]:
 
 
 def test_every_corpus_packet_arrives(
-    corpus: Path, workspace: Workspace, config: Config, running: list[Running]
+    corpus: Path, workspace: Workspace, config: Config, started: list[Running]
 ) -> None:
     packets = corpus_packets(corpus / "netflow")
     expected_rows, expected_rejects = decode_like_files(packets)
     assert expected_rows.num_rows > 800 and expected_rejects.num_rows > 0
-    run, target = start(workspace, config, running, batch_size=100, flush_seconds=0.2)
+    run, target = start(workspace, config, started, batch_size=100, flush_seconds=0.2)
     send(packets, target, run)
     stats = run.finish()
     assert stats.received == len(packets) and stats.dropped == 0
@@ -182,7 +147,7 @@ def test_every_corpus_packet_arrives(
 
 
 def test_data_before_template_is_held_then_decoded_or_quarantined(
-    corpus: Path, workspace: Workspace, config: Config, running: list[Running]
+    corpus: Path, workspace: Workspace, config: Config, started: list[Running]
 ) -> None:
     akv = corpus / "netflow" / "akvorado" / "netflow"
 
@@ -190,7 +155,7 @@ def test_data_before_template_is_held_then_decoded_or_quarantined(
         with (akv / name).open("rb") as stream:
             return [("127.0.0.3", i.payload) for i in iter_udp(stream) if isinstance(i, UdpPayload)]
 
-    run, target = start(workspace, config, running, flush_seconds=0.1)
+    run, target = start(workspace, config, started, flush_seconds=0.1)
     data = payloads("data.pcap")
     send(data, target, run)
     time.sleep(0.3)  # at least one flush passes while the data waits for its template
@@ -206,7 +171,7 @@ def test_data_before_template_is_held_then_decoded_or_quarantined(
 
 
 def test_ipv6_listener(
-    corpus: Path, workspace: Workspace, config: Config, running: list[Running]
+    corpus: Path, workspace: Workspace, config: Config, started: list[Running]
 ) -> None:
     try:
         probe = socket.socket(socket.AF_INET6, socket.SOCK_DGRAM)
@@ -215,7 +180,7 @@ def test_ipv6_listener(
     except OSError:
         pytest.skip("no IPv6 loopback on this machine")
     v5 = corpus / "netflow/logstash-codec-netflow/mikrotik/netflow5_test_microtik.dat"
-    run, target = start(workspace, config, running, listen="[::1]:0")
+    run, target = start(workspace, config, started, listen="[::1]:0")
     send([("::1", v5.read_bytes())], target, run)
     run.finish()
     flows = workspace.table("flows")

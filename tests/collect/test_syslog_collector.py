@@ -7,14 +7,12 @@ each must land in ``flows`` exactly as file ingest puts it there.
 from __future__ import annotations
 
 import socket
-import threading
-import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from tests.collect.running import Running
 
-from orbwatch.collect.base import Collector, CollectSettings, CollectStats
+from orbwatch.collect.base import CollectSettings
 from orbwatch.collect.syslog import SyslogFramer, one_line, syslog_collector
 from orbwatch.config import Config
 from orbwatch.sources.ingest import Ingestor
@@ -22,37 +20,6 @@ from orbwatch.store.workspace import Workspace
 
 JSON_LOG = "zeek/slips_port-scans_vertical__conn.log"
 TSV_LOG = "zeek/rita_open_conns__conn.log"
-
-
-class Running:
-    def __init__(self, collector: Collector) -> None:
-        self.collector = collector
-        self.result: CollectStats | None = None
-        self.thread = threading.Thread(target=self._run, daemon=True)
-        self.thread.start()
-
-    def _run(self) -> None:
-        self.result = self.collector.run()
-
-    def wait_received(self, count: int, timeout: float = 20.0) -> None:
-        end = time.monotonic() + timeout
-        while self.collector.stats.received < count and time.monotonic() < end:
-            time.sleep(0.01)
-
-    def finish(self) -> CollectStats:
-        self.collector.stop()
-        self.thread.join(timeout=30)
-        assert not self.thread.is_alive() and self.result is not None
-        return self.result
-
-
-@pytest.fixture
-def started() -> Iterator[list[Running]]:
-    runs: list[Running] = []
-    yield runs
-    for run in runs:
-        if run.thread.is_alive():
-            run.finish()
 
 
 def collector(

@@ -6,16 +6,14 @@ import csv
 import datetime as dt
 import re
 from pathlib import Path
-from typing import Any
 
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from tests.sources.login_corpus import assert_accounted_for, count_logins, ingest, login_rows
 
-from orbwatch.config import Config
 from orbwatch.sources.auth.sshd import Sshd
 from orbwatch.sources.auth.windows import WindowsJson, WindowsXml
-from orbwatch.sources.ingest import Ingestor
 from orbwatch.sources.inputs import Input
 from orbwatch.store.workspace import Workspace
 
@@ -32,47 +30,20 @@ EXPECTED: dict[str, tuple[str, int, int, int]] = {
 }
 
 
-def _ingest(ws: Workspace, path: Path, fmt: str | None = None) -> Any:
-    return Ingestor(ws, Config()).ingest(str(path), fmt)
-
-
-def _rows(ws: Workspace, path: Path) -> list[dict[str, Any]]:
-    return ws.query(
-        "SELECT * FROM logins WHERE source_file = ? ORDER BY source_offset", [str(path)]
-    ).to_pylist()
-
-
 @pytest.mark.parametrize(("name", "expected"), sorted(EXPECTED.items()))
 def test_corpus_file_is_fully_accounted_for(
     corpus: Path, workspace: Workspace, name: str, expected: tuple[str, int, int, int]
 ) -> None:
-    fmt, rows, quarantined, skipped = expected
     path = corpus / name
-    result = _ingest(workspace, path)
-    assert (result.format, result.status) == (fmt, "loaded")
-    assert (result.rows, result.quarantined, sum(result.skipped.values())) == (
-        rows,
-        quarantined,
-        skipped,
-    )
-    assert (
-        workspace.scalar(
-            "SELECT count(*) FROM logins WHERE source_file = ? AND ts IS NOT NULL "
-            "AND outcome IN ('success', 'failure', 'end', 'info') "
-            "AND mfa IN ('yes', 'no', 'unknown') "
-            "AND machine_cert IN ('yes', 'no', 'unknown') "
-            "AND (src_ip IS NULL OR src_key IS NOT NULL)",
-            [str(path)],
-        )
-        == rows
-    )
+    assert_accounted_for(ingest(workspace, path), expected)
+    assert count_logins(workspace, path, "mfa IN ('yes', 'no', 'unknown')") == expected[1]
 
 
 def test_sshd_matches_loghub_structured_parse(corpus: Path, workspace: Workspace) -> None:
     """Every Failed/Accepted password line: user, IP, port and outcome as loghub parsed them."""
     path = corpus / "auth/linux-sshd/loghub_OpenSSH_2k.log"
-    _ingest(workspace, path)
-    ours = {r["source_offset"]: r for r in _rows(workspace, path)}
+    ingest(workspace, path)
+    ours = {r["source_offset"]: r for r in login_rows(workspace, path)}
     structured = corpus / "auth/linux-sshd/loghub_OpenSSH_2k.log_structured.csv"
     checked = 0
     with structured.open(newline="") as handle:
@@ -99,8 +70,8 @@ def test_sshd_matches_loghub_structured_parse(corpus: Path, workspace: Workspace
 
 def test_sshd_crowdsec_expectations(corpus: Path, workspace: Workspace) -> None:
     path = corpus / "auth/linux-sshd/crowdsec_sshd-logs__sshd-logs.log"
-    _ingest(workspace, path)
-    rows = {r["source_offset"]: r for r in _rows(workspace, path)}
+    ingest(workspace, path)
+    rows = {r["source_offset"]: r for r in login_rows(workspace, path)}
     assert rows[1]["user"] == "pascal" and rows[1]["src_ip"] == "35.188.49.176"
     assert rows[4]["src_ip"] == "5.33.63.160" and rows[4]["user"] == "workshop"
     assert rows[6]["src_ip"] == "206.81.24.125" and rows[6]["src_port"] == 45362
@@ -111,8 +82,8 @@ def test_sshd_crowdsec_expectations(corpus: Path, workspace: Workspace) -> None:
 
 def test_windows_xml_crowdsec_expectations(corpus: Path, workspace: Workspace) -> None:
     path = corpus / "auth/windows/crowdsec_windows-logs__windows-logs.log"
-    _ingest(workspace, path)
-    (row,) = _rows(workspace, path)
+    ingest(workspace, path)
+    (row,) = login_rows(workspace, path)
     assert row["ts"] == dt.datetime(2022, 4, 28, 16, 9, 28, 944354, tzinfo=UTC)
     assert (row["event"], row["outcome"], row["target"]) == (
         "4625",
@@ -130,8 +101,8 @@ def test_windows_xml_crowdsec_expectations(corpus: Path, workspace: Workspace) -
 
 def test_windows_xml_event_kinds(corpus: Path, workspace: Workspace) -> None:
     path = corpus / "auth/windows/cribl_5-Windows_XML_Events.json"
-    _ingest(workspace, path)
-    got = [(r["event"], r["outcome"], r["user"]) for r in _rows(workspace, path)]
+    ingest(workspace, path)
+    got = [(r["event"], r["outcome"], r["user"]) for r in login_rows(workspace, path)]
     assert got == [
         ("4625", "failure", "ADMINISTRATOR"),
         ("4672", "info", "EC2AMAZ-CPMK6J5$"),
@@ -155,10 +126,10 @@ def test_windows_json_wazuh_events(corpus: Path, workspace: Workspace, tmp_path:
     )
     path = tmp_path / "alerts.json"
     path.write_text("\n".join([*events, logon]) + "\n")
-    result = _ingest(workspace, path)
+    result = ingest(workspace, path)
     assert result.format == "windows_json"
     assert (result.rows, result.quarantined, sum(result.skipped.values())) == (1, 0, len(events))
-    (row,) = _rows(workspace, path)
+    (row,) = login_rows(workspace, path)
     assert (row["user"], row["domain"], row["src_ip"], row["src_port"]) == (
         "alice",
         "CORP",
@@ -172,8 +143,8 @@ def test_windows_json_wazuh_events(corpus: Path, workspace: Workspace, tmp_path:
 
 def test_okta_sign_on_policy_event(corpus: Path, workspace: Workspace) -> None:
     path = corpus / "auth/okta/cribl_cribl_okta.log.json"
-    _ingest(workspace, path)
-    (row,) = _rows(workspace, path)
+    ingest(workspace, path)
+    (row,) = login_rows(workspace, path)
     assert (row["user"], row["src_ip"], row["event"], row["outcome"]) == (
         "jdoe@acme.com",
         "97.178.252.31",
@@ -186,8 +157,8 @@ def test_okta_sign_on_policy_event(corpus: Path, workspace: Workspace) -> None:
 
 def test_duo_results_and_factors(corpus: Path, workspace: Workspace) -> None:
     path = corpus / "auth/duo/cribl_duo_authentication_docs_sample.log.json"
-    _ingest(workspace, path)
-    first, second = _rows(workspace, path)
+    ingest(workspace, path)
+    first, second = login_rows(workspace, path)
     assert (first["user"], first["src_ip"], first["outcome"], first["mfa"]) == (
         "mjackson@example.com",
         "192.168.1.105",
@@ -210,9 +181,9 @@ def test_duo_csv_export(workspace: Workspace, tmp_path: Path) -> None:
         "2024-05-01 10:01:00,bob,VPN,success,allow_unenrolled_user,not_available,"
         "203.0.113.9,t2\n"
     )
-    result = _ingest(workspace, path)
+    result = ingest(workspace, path)
     assert (result.format, result.rows, result.quarantined) == ("duo_csv", 2, 0)
-    rows = _rows(workspace, path)
+    rows = login_rows(workspace, path)
     assert [(r["outcome"], r["mfa"], r["source_offset"]) for r in rows] == [
         ("failure", "yes", 2),
         ("success", "no", 3),
@@ -238,9 +209,9 @@ ENTRA = """{"value": [
 def test_entra_graph_sign_ins(workspace: Workspace, tmp_path: Path) -> None:
     path = tmp_path / "signins.json"
     path.write_text(ENTRA)
-    result = _ingest(workspace, path)
+    result = ingest(workspace, path)
     assert (result.format, result.rows, result.quarantined) == ("entra_signin", 2, 0)
-    ok, bad = _rows(workspace, path)
+    ok, bad = login_rows(workspace, path)
     assert (ok["outcome"], ok["mfa"], ok["mfa_method"], ok["machine_cert"]) == (
         "success",
         "yes",

@@ -13,10 +13,9 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from tests.sources.firewall.corpus_lines import line_table, raw_lines
+from tests.sources.login_corpus import assert_accounted_for, count_logins, ingest, logins_by_line
 
-from orbwatch.config import Config
 from orbwatch.sources.base import Parsed
-from orbwatch.sources.ingest import Ingestor
 from orbwatch.sources.syslog import Clock, LineSource, _YearState, header_times, split_headers
 from orbwatch.sources.vpn import VPN_SOURCES
 from orbwatch.sources.vpn.cisco_asa_vpn import CiscoAsaVpn
@@ -71,39 +70,17 @@ def crowdsec_values(path: Path) -> list[tuple[int, str, str]]:
     return out
 
 
-def _ingest(ws: Workspace, path: Path) -> Any:
-    return Ingestor(ws, Config()).ingest(str(path), None, year=2024)
-
-
-def _rows(ws: Workspace, path: Path) -> dict[int, dict[str, Any]]:
-    rows = ws.query(
-        "SELECT * FROM logins WHERE source_file = ? ORDER BY source_offset", [str(path)]
-    ).to_pylist()
-    return {r["source_offset"]: r for r in rows}
-
-
 @pytest.mark.parametrize(("name", "expected"), sorted(EXPECTED.items()))
 def test_corpus_file_is_detected_and_fully_accounted_for(
     corpus: Path, workspace: Workspace, name: str, expected: tuple[str, int, int, int]
 ) -> None:
-    fmt, rows, quarantined, skipped = expected
+    _, rows, quarantined, skipped = expected
     path = corpus / name
-    result = _ingest(workspace, path)
-    assert (result.format, result.status) == (fmt, "loaded")
-    assert (result.rows, result.quarantined, sum(result.skipped.values())) == (
-        rows,
-        quarantined,
-        skipped,
-    )
+    result = ingest(workspace, path, year=2024)
+    assert_accounted_for(result, expected)
     # Quarantine rate per file: zero, every line is a row or a counted non-login line.
     assert result.quarantined / (rows + quarantined + skipped) == 0
-    checked = workspace.scalar(
-        "SELECT count(*) FROM logins WHERE source_file = ? AND service = 'vpn' AND ts IS NOT NULL "
-        "AND outcome IN ('success', 'failure', 'end', 'info') AND mfa = 'unknown' "
-        "AND machine_cert IN ('yes', 'no', 'unknown') AND (src_ip IS NULL OR src_key IS NOT NULL)",
-        [str(path)],
-    )
-    assert checked == rows
+    assert count_logins(workspace, path, "service = 'vpn' AND mfa = 'unknown'") == rows
 
 
 @pytest.mark.parametrize(("expectations", "log"), sorted(CROWDSEC.items()))
@@ -112,8 +89,8 @@ def test_crowdsec_parsed_values(
 ) -> None:
     """IP, port and user of every line CrowdSec parsed, on the row orbwatch made of it."""
     path = corpus / log
-    _ingest(workspace, path)
-    rows = _rows(workspace, path)
+    ingest(workspace, path, year=2024)
+    rows = logins_by_line(workspace, path)
     checked = 0
     for offset, column, value in crowdsec_values(corpus / expectations):
         if offset not in rows:
@@ -139,16 +116,16 @@ def test_crowdsec_failures_are_failures(corpus: Path, workspace: Workspace) -> N
         if "charon" in log:  # CrowdSec flags packets by size there, not log messages
             continue
         path = corpus / log
-        _ingest(workspace, path)
-        rows = _rows(workspace, path)
+        ingest(workspace, path, year=2024)
+        rows = logins_by_line(workspace, path)
         failed = {n for n, column, _ in crowdsec_values(corpus / assertions) if column == "src_ip"}
         assert failed and all(rows[n]["outcome"] == "failure" for n in failed), log
 
 
 def test_openvpn_times_and_certificate_names(corpus: Path, workspace: Workspace) -> None:
     path = corpus / "vpn/openvpn/crowdsec_openvpn__openvpn.log"
-    _ingest(workspace, path)
-    rows = _rows(workspace, path)
+    ingest(workspace, path, year=2024)
+    rows = logins_by_line(workspace, path)
     assert rows[5]["ts"] == dt.datetime(2024, 12, 15, 14, 11, 27, tzinfo=UTC)
     assert (rows[14]["event"], rows[14]["user"], rows[14]["machine_cert"]) == (
         "cert_verify_error",
@@ -176,8 +153,8 @@ def test_openvpn_wazuh_ldap_lines(corpus: Path) -> None:
 
 def test_asa_corpus_groups_users_and_outcomes(corpus: Path, workspace: Workspace) -> None:
     path = corpus / "vpn/cisco-asa-anyconnect/elastic_test-anyconnect-messages.log"
-    _ingest(workspace, path)
-    rows = _rows(workspace, path)
+    ingest(workspace, path, year=2024)
+    rows = logins_by_line(workspace, path)
     assert (rows[11]["event"], rows[11]["outcome"], rows[11]["policy"]) == (
         "113039",
         "success",
@@ -266,8 +243,8 @@ def test_fortigate_tunnel_up_down_and_ipsec() -> None:
 
 def test_globalprotect_wrapped_json_and_system_events(corpus: Path, workspace: Workspace) -> None:
     path = corpus / "vpn/paloalto-globalprotect/cribl_pan_globalprotect.log.json"
-    _ingest(workspace, path)
-    (row,) = _rows(workspace, path).values()
+    ingest(workspace, path, year=2024)
+    (row,) = logins_by_line(workspace, path).values()
     assert (row["event"], row["user"], row["src_ip"], row["outcome"]) == (
         "gateway-hip-report",
         "user",
