@@ -1351,7 +1351,7 @@ def _check_other_addresses(
     colon) are marked in ``_other_<name>``, and only those few values go through the address
     parser (one call per distinct value). The first bad column, in column order, is the reason.
     """
-    problem = pl.Series("_reason", [None] * len(rows), dtype=pl.String)
+    problem = pl.repeat(None, len(rows), dtype=pl.String, eager=True).alias("_reason")
     for name in names:
         other = rows[f"_other_{name}"]
         if not other.any():
