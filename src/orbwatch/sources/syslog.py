@@ -89,6 +89,7 @@ from orbwatch.sources.base import (
     too_long_rejects,
 )
 from orbwatch.sources.inputs import MAX_LINE_BYTES, RAW_KEEP_CHARS, Input, LineBatch
+from orbwatch.sources.kv import KvKey, kv_values
 from orbwatch.store.schema import TABLES
 
 READ_BYTES = 8 << 20
@@ -753,48 +754,45 @@ def first_kv(
     return pl.col("\x1f".join((_KV_MARK, on, sep, quotes, "\x1e".join(keys))))
 
 
-def _kv_regex(key: str, sep: str, quotes: str) -> str:
-    """One key's lookup: a group per quote character for a quoted value, one for a bare one.
-
-    Led by the literal ``key=`` so that the regex engine jumps straight to it. The value is
-    captured without its quotes, so no second pass over the column strips them (which cost
-    more than the lookup itself).
-    """
-    head = r"(?:^|[\s,;\[|])" + re.escape(key) + re.escape(sep)
-    if not quotes:
-        return head + r"(\S*)"
-    q = "".join(re.escape(c) for c in quotes)
-    quoted = [
-        f"{re.escape(c)}(?P<q{i}>[^{re.escape(c)}]*){re.escape(c)}" for i, c in enumerate(quotes)
-    ]
-    return head + f"(?:{'|'.join(quoted)}|(?P<bare>[^\\s{q}]*))"
-
-
 def _kv_placeholders(exprs: list[pl.Expr]) -> list[str]:
     """The names of the ``kv`` placeholder columns the expressions read."""
     names = {n for e in exprs for n in e.meta.root_names() if n.startswith(_KV_MARK + "\x1f")}
     return sorted(names)
 
 
-def _kv_columns(names: list[str]) -> tuple[list[pl.Expr], list[tuple[str, str, list[str]]]]:
+def _kv_columns(names: list[str]) -> tuple[dict[str, KvKey], list[tuple[str, str, list[str]]]]:
     """How to fill the ``kv`` placeholder columns, in two steps.
 
-    Step one (expressions) looks up each distinct first-choice key once: formats read the same
-    key for several columns (a NAT address decides whether its port is kept) and in both
-    branches of a condition, and every further use is a column read instead of another scan of
-    the line. Step two, for :func:`first_kv`, is (placeholder, first-choice column, later
-    keys): see :func:`_fill_later_spellings`.
+    Step one (:func:`_fill_first_spellings`) looks up each distinct first-choice key once:
+    formats read the same key for several columns (a NAT address decides whether its port is
+    kept) and in both branches of a condition, and every further use is a column read instead
+    of another scan of the line. It is (first-choice column: what to look up). Step two, for
+    :func:`first_kv`, is (placeholder, first-choice column, later keys): see
+    :func:`_fill_later_spellings`.
     """
-    firsts: dict[str, pl.Expr] = {}
+    firsts: dict[str, KvKey] = {}
     later_steps: list[tuple[str, str, list[str]]] = []
     for name in names:
         on, sep, quotes, joined = name[len(_KV_MARK) + 1 :].split("\x1f")
         first, *later = joined.split("\x1e")
         first_name = "\x1f".join((_KV_MARK, on, sep, quotes, first))
-        firsts[first_name] = _kv_lookup(pl.col(on), first, sep, quotes).alias(first_name)
+        firsts[first_name] = KvKey(on, first, sep, quotes)
         if later:
             later_steps.append((name, first_name, later))
-    return list(firsts.values()), later_steps
+    return firsts, later_steps
+
+
+def _fill_first_spellings(df: pl.DataFrame, firsts: dict[str, KvKey]) -> pl.DataFrame:
+    """The first-choice ``kv`` columns: the keys read from one text column are looked up
+    together (:func:`kv_values`)."""
+    by_text: dict[tuple[str, str, str], list[tuple[str, str]]] = {}
+    for name, spec in firsts.items():
+        by_text.setdefault((spec.on, spec.sep, spec.quotes), []).append((name, spec.key))
+    columns: list[pl.Series] = []
+    for (on, sep, quotes), named in by_text.items():
+        values = kv_values(df.get_column(on), [key for _, key in named], sep, quotes)
+        columns += [value.alias(name) for value, (name, _) in zip(values, named, strict=True)]
+    return df.with_columns(columns)
 
 
 def _fill_later_spellings(
@@ -812,19 +810,10 @@ def _fill_later_spellings(
             rows = value.is_null().arg_true()
             if not len(rows):
                 break
-            text = df.get_column(on).gather(rows).to_frame("text")
-            found = text.select(_kv_lookup(pl.col("text"), key, sep, quotes)).to_series()
+            (found,) = kv_values(df.get_column(on).gather(rows), [key], sep, quotes)
             value = value.scatter(rows, found)
         df = df.with_columns(value.alias(name))
     return df
-
-
-def _kv_lookup(text: pl.Expr, key: str, sep: str, quotes: str) -> pl.Expr:
-    """One key's value in ``text``, without its quotes."""
-    if not quotes:
-        return text.str.extract(_kv_regex(key, sep, quotes), 1)
-    groups = text.str.extract_groups(_kv_regex(key, sep, quotes)).struct
-    return pl.coalesce(*[groups.field(f"q{i}") for i in range(len(quotes))], groups.field("bare"))
 
 
 def seconds_of_clock(value: pl.Expr) -> pl.Expr:
@@ -1074,6 +1063,7 @@ class LineSource(Source):
         kv_firsts, kv_later = _kv_columns(_kv_placeholders(self._expressions()))
         with state.turn(turn):
             times = header_times(df, clock, state)
+        df = _fill_later_spellings(_fill_first_spellings(df, kv_firsts), kv_later)
         lazy = (
             df.lazy()
             .with_columns(
@@ -1081,12 +1071,9 @@ class LineSource(Source):
                 self._recognised_expr().alias("_ok"),
                 *[target.str.extract_groups(p).alias(f"_p{i}") for i, p in enumerate(fmt.patterns)],
                 *([csv_fields(target, fmt.split).alias("parts")] if fmt.split is not None else []),
-                *kv_firsts,
             )
             .unnest([f"_p{i}" for i in range(len(fmt.patterns))])
         )
-        if kv_later:
-            lazy = _fill_later_spellings(lazy.collect(), kv_later).lazy()
         return self._finish(lazy, clock)
 
     @classmethod
