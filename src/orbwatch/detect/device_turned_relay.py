@@ -113,8 +113,17 @@ class DeviceTurnedRelay(Detector):
         # Only the columns used below: the engine may materialise these rows once for the
         # several parts that read them, so they should be narrow.
         base = flows.select(
-            "direction", "src_key", "dst_key", "src_ip", "dst_ip", "src_port", "dst_port",
-            "protocol", "ts_start", "ts_end", "source_file",
+            "direction",
+            "src_key",
+            "dst_key",
+            "src_ip",
+            "dst_ip",
+            "src_port",
+            "dst_port",
+            "protocol",
+            "ts_start",
+            "ts_end",
+            "source_file",
             t=second,
             bucket=second // self.max_lag_s,
             sb=flows.src_bytes.fill_null(0),
