@@ -79,3 +79,11 @@ def test_a_series_of_several_chunks() -> None:
     series = pl.concat([first, second], rechunk=False)
     (value,) = kv_values(series, ["a"], "=", "", scan_min_keys=1)
     assert value.to_list() == ["1", "2", long_value, None]
+
+
+def test_empty_and_all_null_columns() -> None:
+    keys = [f"k{i}" for i in range(12)]
+    empty = kv_values(pl.Series([], dtype=pl.String), keys, "=", '"')
+    nulls = kv_values(pl.Series([None, None], dtype=pl.String), keys, "=", '"')
+    assert [len(s) for s in empty] == [0] * 12
+    assert all(s.to_list() == [None, None] for s in nulls)
