@@ -2,9 +2,10 @@
 
 Why: a firewall cluster writes thousands of lines per second, and an investigation replays
 weeks of them. orbwatch splits lines with numpy, and takes headers and fields apart with Polars
-(whole batches, one lazy query per batch, each ``key=value`` key looked up once); the baseline
-is what a script would do: one ``re`` match for the syslog header and one for the fields, per
-line, into a dict.
+(whole batches, one lazy query per batch, each ``key=value`` key looked up once; ten or more
+keys of a column in one compiled pass, ``orbwatch.sources.kv_scan``); the baseline is what a
+script would do: one ``re`` match for the syslog header and one for the fields, per line, into
+a dict.
 
 For each syslog firewall format a file of ``--lines`` lines is generated from real corpus line
 shapes, with addresses, ports and times varied by numpy (so that no two lines are equal), and
