@@ -49,7 +49,7 @@ import pytest
 from orbwatch import config as config_mod
 from orbwatch.evaluate.labels import simulator_labels
 from orbwatch.evaluate.matrix import ingest_simulation
-from orbwatch.evaluate.metrics import Quality, evaluate, flagged_values
+from orbwatch.evaluate.metrics import Quality, detectors_quality, evaluate
 from orbwatch.pipeline import analyse
 from orbwatch.simulate.run import simulate
 from orbwatch.simulate.scenario import Scenario
@@ -91,25 +91,6 @@ def in_phases(truth: pa.Table, phases: tuple[str, ...]) -> pa.Table:
     return truth.filter(pa.array(keep, pa.bool_()))
 
 
-def alert_quality(ws: Workspace, truth: pa.Table, name: str, chosen: tuple[str, ...]) -> Quality:
-    """Alerts of the ``chosen`` detectors: how many flag an entity of ``truth``, what they catch."""
-    labelled = set(truth["value"].to_pylist())
-    alerts = ws.query(
-        "SELECT detector, entity, src_ip, dst_ip, user, evidence FROM alerts"
-        " WHERE suppressed_by IS NULL AND detector IN (SELECT unnest(?))",
-        [list(chosen)],
-    ).to_pylist()
-    flagged = [flagged_values(a) & labelled for a in alerts]
-    caught = set().union(*flagged) if flagged else set()
-    return Quality(
-        name,
-        alerts=len(alerts),
-        true_alerts=sum(1 for f in flagged if f),
-        labelled=len(labelled),
-        caught=len(caught),
-    )
-
-
 def _report(q: FlowQuality, recon: Quality) -> None:
     r, p, f = q.recall, q.precision, q.forest
     print(f"\nseed {q.seed}: {USERS} users, {DAYS} days, {r.labelled} flow-side entities")
@@ -140,8 +121,8 @@ def measure(seed: int, root: Path) -> FlowQuality:
         ingest_simulation(ws, data)
         analyse(ws, config, only=[*FLOW_DETECTORS, FOREST])
         per_detector = {q.name: q for q in evaluate(ws, truth).detectors}
-        flow = alert_quality(ws, truth, "flow detectors", FLOW_DETECTORS)  # without the forest
-        recon = alert_quality(ws, in_phases(labels, ("recon",)), "recon", FLOW_DETECTORS)
+        flow = detectors_quality(ws, truth, "flow detectors", FLOW_DETECTORS)  # without the forest
+        recon = detectors_quality(ws, in_phases(labels, ("recon",)), "recon", FLOW_DETECTORS)
     silent = truth.num_rows
     detectors = {d: per_detector.get(d, Quality(d, labelled=silent)) for d in FLOW_DETECTORS}
     forest = per_detector.get(FOREST, Quality(FOREST, labelled=silent))

@@ -39,7 +39,7 @@ import pytest
 from orbwatch import config as config_mod
 from orbwatch.enrich.intel import add_list
 from orbwatch.evaluate.labels import simulator_labels
-from orbwatch.evaluate.metrics import Quality, evaluate, flagged_values
+from orbwatch.evaluate.metrics import Quality, detectors_quality, evaluate
 from orbwatch.pipeline import analyse
 from orbwatch.simulate.run import simulate
 from orbwatch.simulate.scenario import Scenario
@@ -84,18 +84,6 @@ def login_side(truth: pa.Table) -> pa.Table:
     return truth.filter(pa.array(keep))
 
 
-def precision_of(ws: Workspace, truth: pa.Table, chosen: tuple[str, ...]) -> Quality:
-    """Alerts of the ``chosen`` detectors that flag a login-side entity, over their alerts."""
-    labelled = set(truth["value"].to_pylist())
-    alerts = ws.query(
-        "SELECT detector, entity, src_ip, dst_ip, user, evidence FROM alerts"
-        " WHERE suppressed_by IS NULL AND detector IN (SELECT unnest(?))",
-        [list(chosen)],
-    ).to_pylist()
-    true_alerts = sum(1 for a in alerts if flagged_values(a) & labelled)
-    return Quality("login anomaly and spray detectors", len(alerts), true_alerts)
-
-
 def measure(seed: int, root: Path) -> LoginQuality:
     """Simulate, ingest the login logs and the feed, analyse, evaluate the login side."""
     scenario = Scenario(seed=seed)
@@ -112,8 +100,10 @@ def measure(seed: int, root: Path) -> LoginQuality:
         add_list(ws, str(data / "orb-feed.netset"), "vendor_orb_feed")
         analyse(ws, config, only=[*ANOMALY_DETECTORS, *POSTURE_DETECTORS])
         result = evaluate(ws, truth)
-        precision = precision_of(ws, truth, ANOMALY_DETECTORS)
-        posture = precision_of(ws, truth, POSTURE_DETECTORS)
+        precision = detectors_quality(
+            ws, truth, "login anomaly and spray detectors", ANOMALY_DETECTORS
+        )
+        posture = detectors_quality(ws, truth, "posture detectors", POSTURE_DETECTORS)
     recall = result.overall
     print(f"\nseed {seed}: {USERS} users, {DAYS} days, {truth.num_rows} login-side entities")
     print(

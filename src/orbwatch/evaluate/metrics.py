@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -122,8 +123,8 @@ def _quality(
     name: str,
     alerts: list[dict[str, Any]],
     truth: dict[str, dt.datetime | None],
-    benign: int,
     start: dt.datetime | None,
+    benign: int,
 ) -> Quality:
     flagged: set[str] = set()
     true_alerts = 0
@@ -197,20 +198,40 @@ def blocklist_baseline(ws: Workspace, truth: pa.Table) -> Quality:
     )
 
 
+_ALERTS = (
+    "SELECT detector, entity, src_ip, dst_ip, user, first_seen, evidence FROM alerts "
+    "WHERE suppressed_by IS NULL"
+)
+
+
+def _truth_times(
+    ws: Workspace, truth: pa.Table
+) -> tuple[dict[str, dt.datetime | None], dt.datetime | None, int]:
+    """Each labelled value's first time, the earliest of them, and the benign entity count."""
+    truth_first = dict(
+        zip(truth["value"].to_pylist(), truth["first_seen"].to_pylist(), strict=True)
+    )
+    start = min((t for t in truth_first.values() if t is not None), default=None)
+    return truth_first, start, len(_observed(ws) - truth_first.keys())
+
+
+def detectors_quality(
+    ws: Workspace, truth: pa.Table, name: str, detectors: Sequence[str]
+) -> Quality:
+    """The quality of the active alerts of ``detectors`` alone, against ``truth``."""
+    alerts = ws.query(_ALERTS + " AND detector IN (SELECT unnest(?))", [list(detectors)])
+    return _quality(name, alerts.to_pylist(), *_truth_times(ws, truth))
+
+
 def evaluate(ws: Workspace, truth: pa.Table) -> Evaluation:
     """Score every active alert of ``ws`` against ``truth`` (see :mod:`labels`)."""
     values = truth["value"].to_pylist()
-    truth_first = dict(zip(values, truth["first_seen"].to_pylist(), strict=True))
-    start = min((t for t in truth_first.values() if t is not None), default=None)
-    benign = len(_observed(ws) - truth_first.keys())
-    alerts = ws.query(
-        "SELECT detector, entity, src_ip, dst_ip, user, first_seen, evidence FROM alerts "
-        "WHERE suppressed_by IS NULL"
-    ).to_pylist()
-    result = Evaluation(overall=_quality("all detectors", alerts, truth_first, benign, start))
+    truth_first, start, benign = _truth_times(ws, truth)
+    alerts = ws.query(_ALERTS).to_pylist()
+    result = Evaluation(overall=_quality("all detectors", alerts, truth_first, start, benign))
     for detector in sorted({a["detector"] for a in alerts}):
         chosen = [a for a in alerts if a["detector"] == detector]
-        result.detectors.append(_quality(detector, chosen, truth_first, benign, start))
+        result.detectors.append(_quality(detector, chosen, truth_first, start, benign))
     flagged = set().union(*(flagged_values(a) for a in alerts)) if alerts else set()
     phases: dict[str, list[str]] = {}
     for value, joined in zip(values, truth["phase"].to_pylist(), strict=True):
