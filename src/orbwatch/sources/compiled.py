@@ -89,7 +89,7 @@ def _views(
         size = max(lengths[i], 0)
         buf = inline if is_inline[i] else data
         words[4 * i] = size
-        for j in range(min(size, 12 if size <= 12 else 4)):
+        for j in range(size if size <= 12 else 4):  # the value, or its 4-byte prefix
             out[16 * i + 4 + j] = buf[starts[i] + j]
         if size > 12:
             words[4 * i + 3] = starts[i]  # buffer 0, this offset

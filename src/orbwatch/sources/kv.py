@@ -24,6 +24,9 @@ from dataclasses import dataclass
 
 import polars as pl
 
+#: What may stand before a key besides white space and the start of the text.
+KEY_PUNCTUATION = ",;[|"
+
 
 @dataclass(frozen=True)
 class KvKey:
@@ -42,7 +45,8 @@ def kv_regex(key: str, sep: str, quotes: str) -> str:
     Led by the literal ``key=`` so that the regex engine jumps straight to it. The value is
     captured without its quotes, so no second pass over the column strips them.
     """
-    head = r"(?:^|[\s,;\[|])" + re.escape(key) + re.escape(sep)
+    delimiters = "".join(re.escape(c) for c in KEY_PUNCTUATION)
+    head = rf"(?:^|[\s{delimiters}])" + re.escape(key) + re.escape(sep)
     if not quotes:
         return head + r"(\S*)"
     q = "".join(re.escape(c) for c in quotes)
@@ -69,7 +73,9 @@ SCAN_MIN_KEYS = 10
 
 def scannable(key: str, sep: str) -> bool:
     """Whether the scan can look ``key`` up: a run of non-delimiters, without the separator."""
-    return bool(key) and sep not in key and not any(c.isspace() or c in ",;[|" for c in key)
+    return (
+        bool(key) and sep not in key and not any(c.isspace() or c in KEY_PUNCTUATION for c in key)
+    )
 
 
 def kv_values(

@@ -31,12 +31,12 @@ from orbwatch.sources.compiled import (
     same,
     space_at,
 )
+from orbwatch.sources.kv import KEY_PUNCTUATION
 
-# Bytes that end a key's run: ASCII white space (\t \n \v \f \r and space) and , ; [ |.
-# Non-ASCII white space (U+0085, U+00A0, U+2000...) is found by _space_at.
+# Bytes that end a key's run: ASCII white space (\t \n \v \f \r and space) and the key
+# punctuation. Non-ASCII white space (U+0085, U+00A0, U+2000...) is found by space_at.
 DELIMITER = np.zeros(256, np.bool_)
-DELIMITER[[9, 10, 11, 12, 13, 32, ord(","), ord(";"), ord("["), ord("|")]] = True
-DELIMITER_TEXT = "\t\n\v\f\r ,;[|"
+DELIMITER[[9, 10, 11, 12, 13, 32, *KEY_PUNCTUATION.encode()]] = True
 
 
 @inlined
@@ -181,7 +181,7 @@ def scan_values(text: pl.Series, keys: list[str], sep: str, quotes: str) -> list
     starts = np.zeros((len(text), len(keys)), np.int64)
     lengths = np.full((len(text), len(keys)), -1, np.int64)
     _scan(
-        (lines.as_tuple()),
+        lines.as_tuple(),
         key_bytes,
         key_offs,
         np.frombuffer(sep.encode(), np.uint8),
