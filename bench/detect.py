@@ -7,9 +7,10 @@ a workspace (the parsers are benchmarked elsewhere). A child process then runs, 
 stage with its peak memory (``ru_maxrss``): enrichment, the edge map, the flow baselines and
 every registered detector (``alerts_of``: engine query plus explanation); and in the same run,
 as the yardstick, one bare DuckDB scan-and-group-by over the same flows (flows and bytes per
-(source, destination) pair into a temporary table). Each stage is reported in wall-clock
-seconds and in CPU seconds of the process (all threads): on a shared machine the wall-clock
-time depends on what else runs, the CPU time mostly on the work done.
+(source, destination) pair into a temporary table), and as a reference the least work
+beaconing's scores need (``BEACON_FLOOR_SQL``; its memory counts in the peak). Each stage is
+reported in wall-clock seconds and in CPU seconds of the process (all threads): on a shared
+machine the wall-clock time depends on what else runs, the CPU time mostly on the work done.
 
     .venv/bin/python bench/detect.py                 # 10 million flows
     .venv/bin/python bench/detect.py -n 1000000      # a quick run
@@ -234,6 +235,36 @@ def _timed(stages: list[dict[str, object]], name: str, work: object) -> object:
     return result
 
 
+#: A second reference: the least work beaconing's timing and size scores need, as one query
+#: written by hand for DuckDB (RITA's gate, each outbound pair and day's gaps through a window,
+#: the quartiles and MADs of gaps and sizes; no histogram, prevalence or report). It shows how
+#: much of the suite's budget one detector's statistics take, however they are written.
+BEACON_FLOOR_SQL = """
+WITH gaps AS (
+  SELECT src_key, dst_key, day, size, t - lag(t) OVER pair AS gap,
+         count(*) OVER (pair ROWS BETWEEN UNBOUNDED PRECEDING AND UNBOUNDED FOLLOWING) AS n
+  FROM (SELECT src_key, dst_key, epoch(ts_start)::BIGINT AS t,
+               epoch(ts_start)::BIGINT // 86400 AS day,
+               (coalesce(src_bytes, 0) + coalesce(dst_bytes, 0))::DOUBLE AS size
+        FROM flows WHERE direction = 'outbound')
+  WINDOW pair AS (PARTITION BY src_key, dst_key, day ORDER BY t)
+), gated AS (SELECT * FROM gaps WHERE n >= 4),
+quartiles AS (
+  SELECT src_key, dst_key, day,
+         quantile_cont(gap, [0.25, 0.5, 0.75]) FILTER (WHERE gap > 0) AS ts_q,
+         quantile_cont(size, [0.25, 0.5, 0.75]) AS ds_q
+  FROM gated GROUP BY ALL
+)
+SELECT * FROM quartiles JOIN (
+  SELECT g.src_key, g.dst_key, g.day,
+         median(abs(g.gap - q.ts_q[2])) FILTER (WHERE g.gap > 0) AS ts_mad,
+         median(abs(g.size - q.ds_q[2])) AS ds_mad
+  FROM gated g JOIN quartiles q USING (src_key, dst_key, day)
+  GROUP BY g.src_key, g.dst_key, g.day
+) USING (src_key, dst_key, day)
+"""
+
+
 def run_suite(path: Path) -> dict[str, object]:
     """Child process: every stage on the workspace, then the yardstick; peak memory at the end."""
     from orbwatch.baseline.assets import update_assets
@@ -272,6 +303,9 @@ def run_suite(path: Path) -> dict[str, object]:
             "sum(src_bytes) AS sent, sum(dst_bytes) AS received FROM flows GROUP BY ALL"
         )
         yardstick, yardstick_cpu = time.perf_counter() - started, _cpu_seconds() - cpu
+        started, cpu = time.perf_counter(), _cpu_seconds()
+        ws.con.execute(f"CREATE TEMP TABLE _beacon_floor AS {BEACON_FLOOR_SQL}")
+        beacon_floor, beacon_floor_cpu = time.perf_counter() - started, _cpu_seconds() - cpu
         flows = ws.count("flows")
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
     return {
@@ -279,6 +313,8 @@ def run_suite(path: Path) -> dict[str, object]:
         "alerts": alerts,
         "yardstick": yardstick,
         "yardstick_cpu": yardstick_cpu,
+        "beacon_floor": beacon_floor,
+        "beacon_floor_cpu": beacon_floor_cpu,
         "flows": flows,
         "peak_bytes": peak,
         "load": [load_before, os.getloadavg()[0]],
@@ -295,6 +331,8 @@ def json_rows(result: dict[str, object]) -> list[dict[str, object]]:
          "rows": flows, "seconds": sum(float(s["seconds"]) for s in stages)},
         {"stage": stage, "side": "yardstick", "name": "bare DuckDB scan-and-group-by",
          "rows": flows, "seconds": result["yardstick"]},
+        {"stage": stage, "side": "detail", "name": "beacon statistics floor (hand-written SQL)",
+         "rows": flows, "seconds": result["beacon_floor"]},
     ]  # fmt: skip
     rows += [
         {"stage": stage, "side": "detail", "name": s["stage"], "rows": flows,
@@ -333,6 +371,11 @@ def report(result: dict[str, object]) -> str:
         f"| **whole suite** | **{total:.2f}** | **{total / yard:.1f}** | **{total_cpu:.2f}** | |"
     )
     lines.append(f"| bare scan-and-group-by (yardstick) | {yard:.2f} | 1.0 | {yard_cpu:.2f} | |")
+    floor, floor_cpu = float(result["beacon_floor"]), float(result["beacon_floor_cpu"])  # type: ignore[arg-type]
+    lines.append(
+        f"| beacon statistics floor (reference) | {floor:.2f} | {floor / yard:.1f} "
+        f"| {floor_cpu:.2f} | |"
+    )
     return "\n".join(lines)
 
 
