@@ -309,7 +309,7 @@ def speed_table(
     print(f"{lines:,} generated lines per format; baseline on the first {limit:,}\n")
     header = (
         f"{'format':20} {'orbwatch lines/s':>16} {'per-line re':>12} {'ratio':>6} "
-        f"{'Polars floor':>12} {'ratio':>6} {'CPU us/line: orbwatch':>21} {'re':>5} "
+        f"{'Polars floor':>12} {'of floor':>8} {'CPU us/line: orbwatch':>21} {'re':>5} "
         f"{'floor':>5} {'peak MiB':>8} {'rows':>10} {'load 1/5/15 min':>16}"
     )
     print(header)
@@ -326,7 +326,7 @@ def speed_table(
         cpu, base_cpu = ours.cpu_seconds / lines * 1e6, theirs.cpu_seconds / limit * 1e6
         print(
             f"{case.fmt:20} {speed:16,.0f} {base_speed:12,.0f} {speed / base_speed:5.1f}x "
-            f"{floor_speed:12,.0f} {speed / floor_speed:5.2f}x {cpu:21.2f} {base_cpu:5.2f} "
+            f"{floor_speed:12,.0f} {speed / floor_speed:7.2f}x {cpu:21.2f} {base_cpu:5.2f} "
             f"{floor.cpu_seconds / lines * 1e6:5.2f} {ours.peak_mib:8,.0f} {ours.rows:10,} "
             f"{load:>16}"
         )

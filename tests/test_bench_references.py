@@ -8,28 +8,14 @@ gives for a constructed series (else it would not be the work beaconing needs).
 
 from __future__ import annotations
 
-import importlib.util
-import sys
 from pathlib import Path
-from types import ModuleType
 
 import duckdb
 import numpy as np
 import pytest
+from tests.benchkit import load_bench
 
-BENCH = Path(__file__).resolve().parent.parent / "bench"
-
-
-def _load(name: str) -> ModuleType:
-    spec = importlib.util.spec_from_file_location(f"bench_{name}", BENCH / f"{name}.py")
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # dataclasses look their module up while being built
-    spec.loader.exec_module(module)
-    return module
-
-
-LOGS = _load("logs_parse")
+LOGS = load_bench("logs_parse")
 
 
 @pytest.mark.parametrize("case", LOGS.CASES, ids=lambda c: c.fmt)
@@ -40,7 +26,7 @@ def test_polars_floor_finds_every_field_of_every_line(case: object, tmp_path: Pa
 
 
 def test_beacon_floor_gives_the_quartiles_and_mads_of_the_gaps_and_sizes() -> None:
-    detect = _load("detect")
+    detect = load_bench("detect")
     rng = np.random.default_rng(3)
     gaps = rng.integers(250, 350, 40)
     gaps[5] = 0  # two flows in the same second: a zero gap, left out of the gap statistics

@@ -8,28 +8,15 @@ flows) through the same path ``run_all`` takes.
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import math
 import sys
 from pathlib import Path
-from types import ModuleType
 
 import pytest
+from tests.benchkit import load_bench
 
-BENCH = Path(__file__).resolve().parent.parent / "bench"
-
-
-def _load() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("bench_run_all", BENCH / "run_all.py")
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # dataclasses look their module up while being built
-    spec.loader.exec_module(module)
-    return module
-
-
-run_all = _load()
+run_all = load_bench("run_all")
 
 ROWS = [
     {"stage": "log parse", "side": "orbwatch", "name": "a", "rows": 1000, "seconds": 1.0,
